@@ -1,0 +1,67 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+
+let package = Package(
+    name: "Lifeboat",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "lifeboat", targets: ["lifeboat"]),
+        .library(name: "LifeboatCore", targets: ["LifeboatCore"]),
+        .library(name: "LifeboatRepository", targets: ["LifeboatRepository"]),
+        .library(name: "LifeboatPostgres", targets: ["LifeboatPostgres"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+    ],
+    targets: [
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
+        .target(name: "LifeboatCore", swiftSettings: strict),
+        .target(
+            name: "LifeboatRepository",
+            dependencies: [
+                "LifeboatCore", "CZstd", "CLZ4",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        .target(
+            name: "LifeboatPostgres",
+            dependencies: [
+                "LifeboatCore", "LifeboatRepository",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        .target(
+            name: "LifeboatTesting",
+            dependencies: ["LifeboatCore", "LifeboatRepository", "LifeboatPostgres"],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "lifeboat",
+            dependencies: [
+                "LifeboatCore", "LifeboatRepository", "LifeboatPostgres",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: strict),
+        .testTarget(name: "LifeboatCoreTests", dependencies: ["LifeboatCore"], swiftSettings: strict),
+        .testTarget(
+            name: "LifeboatRepositoryTests",
+            dependencies: ["LifeboatRepository", "LifeboatTesting"], swiftSettings: strict),
+        .testTarget(
+            name: "LifeboatPostgresTests",
+            dependencies: ["LifeboatPostgres", "LifeboatTesting"], swiftSettings: strict),
+        .testTarget(
+            name: "LifeboatCLITests",
+            dependencies: ["LifeboatTesting", "lifeboat"], swiftSettings: strict),
+    ]
+)

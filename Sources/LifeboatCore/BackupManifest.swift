@@ -1,0 +1,147 @@
+import Foundation
+
+/// Whether a backup follows the schedule and the recovery-window retention (`automated`) or is a
+/// tagged snapshot with its own retention (`manual`, the seed's pre-migration snapshots).
+public enum BackupKind: String, Codable, Sendable {
+    case automated
+    case manual
+}
+
+/// The summary of one committed backup: the repository object whose presence makes the backup exist.
+/// Small, so listing backups never reads file lists.
+public struct BackupRecord: Codable, Sendable, Equatable {
+    public var id: String
+    public var kind: BackupKind
+    public var tags: [String: String]
+    /// Manual backups: kept until this moment. Automated backups: nil (window-based retention).
+    public var retainUntil: Date?
+    public var startTime: Date
+    public var stopTime: Date
+    public var startLSN: LSN
+    public var stopLSN: LSN
+    public var timeline: UInt32
+    /// First transaction id not yet assigned when the backup stopped: any xid at or above it
+    /// committed after the backup became consistent.
+    public var nextXidAtStop: UInt64?
+    public var walSegmentSize: UInt64
+    public var postgresVersion: String
+    public var systemIdentifier: String
+    public var backupLabel: String
+    public var tablespaceMap: String
+    public var fileCount: Int
+    /// Sum of file sizes read from PGDATA.
+    public var logicalBytes: UInt64
+    /// Bytes of chunk objects this backup added to the repository (after compression and encryption).
+    public var newStoredBytes: UInt64
+    public var newChunks: Int
+    public var totalChunks: Int
+    /// Object name of the file list (written before this record).
+    public var manifestObject: String
+    public var host: String
+    public var lifeboatVersion: String
+
+    public init(id: String, kind: BackupKind, tags: [String: String], retainUntil: Date?, startTime: Date,
+        stopTime: Date, startLSN: LSN, stopLSN: LSN, timeline: UInt32, nextXidAtStop: UInt64?,
+        walSegmentSize: UInt64, postgresVersion: String, systemIdentifier: String, backupLabel: String,
+        tablespaceMap: String, fileCount: Int, logicalBytes: UInt64, newStoredBytes: UInt64, newChunks: Int,
+        totalChunks: Int, manifestObject: String, host: String, lifeboatVersion: String)
+    {
+        self.id = id
+        self.kind = kind
+        self.tags = tags
+        self.retainUntil = retainUntil
+        self.startTime = startTime
+        self.stopTime = stopTime
+        self.startLSN = startLSN
+        self.stopLSN = stopLSN
+        self.timeline = timeline
+        self.nextXidAtStop = nextXidAtStop
+        self.walSegmentSize = walSegmentSize
+        self.postgresVersion = postgresVersion
+        self.systemIdentifier = systemIdentifier
+        self.backupLabel = backupLabel
+        self.tablespaceMap = tablespaceMap
+        self.fileCount = fileCount
+        self.logicalBytes = logicalBytes
+        self.newStoredBytes = newStoredBytes
+        self.newChunks = newChunks
+        self.totalChunks = totalChunks
+        self.manifestObject = manifestObject
+        self.host = host
+        self.lifeboatVersion = lifeboatVersion
+    }
+
+    /// First and last WAL segment the backup needs to become consistent.
+    public var startSegment: WALSegment { WALSegment(timeline: timeline, containing: startLSN, segmentSize: walSegmentSize) }
+    public var stopSegment: WALSegment {
+        // The stop LSN points just past the last record; a stop exactly on a boundary needs no byte
+        // of the next segment.
+        let last = stopLSN.value > startLSN.value && stopLSN.value % walSegmentSize == 0 ? stopLSN.value - 1 : stopLSN.value
+        return WALSegment(timeline: timeline, containing: LSN(last), segmentSize: walSegmentSize)
+    }
+}
+
+/// One entry of a backup's file list, relative to PGDATA.
+public struct ManifestEntry: Codable, Sendable, Equatable {
+    public enum EntryType: String, Codable, Sendable {
+        case file
+        case directory
+        case symlink
+    }
+
+    public var path: String
+    public var type: EntryType
+    public var mode: UInt16
+    public var size: UInt64
+    public var modified: Date
+    /// Chunk ids in order; each covers `chunkSize` bytes except the last.
+    public var chunks: [String]
+    /// Symlink target (only for `symlink`).
+    public var target: String?
+
+    public init(path: String, type: EntryType, mode: UInt16, size: UInt64, modified: Date, chunks: [String], target: String? = nil) {
+        self.path = path
+        self.type = type
+        self.mode = mode
+        self.size = size
+        self.modified = modified
+        self.chunks = chunks
+        self.target = target
+    }
+}
+
+/// The file list of a backup.
+public struct BackupManifest: Codable, Sendable, Equatable {
+    public var backupID: String
+    public var chunkSize: Int
+    public var entries: [ManifestEntry]
+
+    public init(backupID: String, chunkSize: Int, entries: [ManifestEntry]) {
+        self.backupID = backupID
+        self.chunkSize = chunkSize
+        self.entries = entries
+    }
+}
+
+/// JSON coding used for every structured object in the repository: ISO 8601 dates, sorted keys,
+/// so identical content always encodes to identical bytes.
+public enum RepositoryJSON {
+    public static func encoder() -> JSONEncoder {
+        let e = JSONEncoder()
+        e.dateEncodingStrategy = .custom { date, encoder in
+            var c = encoder.singleValueContainer()
+            try c.encode(Timestamp.format(date))
+        }
+        e.outputFormatting = [.sortedKeys]
+        return e
+    }
+
+    public static func decoder() -> JSONDecoder {
+        let d = JSONDecoder()
+        d.dateDecodingStrategy = .custom { decoder in
+            let text = try decoder.singleValueContainer().decode(String.self)
+            return try Timestamp.parse(text)
+        }
+        return d
+    }
+}

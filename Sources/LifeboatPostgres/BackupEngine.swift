@@ -1,0 +1,267 @@
+import Foundation
+import LifeboatCore
+import LifeboatRepository
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What to back up and how.
+public struct BackupOptions: Sendable {
+    public var pgdata: String
+    public var endpoint: PostgresEndpoint
+    public var kind: BackupKind
+    public var tags: [String: String]
+    /// For manual backups: how long to keep it (nil: the policy's manual retention).
+    public var retain: TimeInterval?
+    public var policy: RetentionPolicy
+    /// Files read and chunks uploaded at once.
+    public var parallelism: Int
+    /// How long to wait for the WAL the backup needs to reach the repository.
+    public var walTimeout: TimeInterval
+
+    public init(pgdata: String, endpoint: PostgresEndpoint, kind: BackupKind = .automated, tags: [String: String] = [:],
+        retain: TimeInterval? = nil, policy: RetentionPolicy = .seedDefault, parallelism: Int = 4, walTimeout: TimeInterval = 600)
+    {
+        self.pgdata = pgdata
+        self.endpoint = endpoint
+        self.kind = kind
+        self.tags = tags
+        self.retain = retain
+        self.policy = policy
+        self.parallelism = parallelism
+        self.walTimeout = walTimeout
+    }
+}
+
+/// A finished backup and how long it took.
+public struct BackupResult: Codable, Sendable {
+    public var backup: BackupRecord
+    public var durationSeconds: Double
+}
+
+/// Takes consistent base backups of a running PostgreSQL cluster into a repository.
+public struct BackupEngine: Sendable {
+    public var repository: Repository
+    public var logger: Logger
+
+    public init(repository: Repository, logger: Logger) {
+        self.repository = repository
+        self.logger = logger
+    }
+
+    public func run(_ options: BackupOptions) async throws -> BackupResult {
+        let began = Date()
+        let pgdata = try Self.canonical(options.pgdata)
+        guard FileManager.default.fileExists(atPath: pgdata + "/PG_VERSION") else {
+            throw LifeboatError(.invalidUsage, "\(options.pgdata) is not a PostgreSQL data directory (no PG_VERSION)",
+                hint: "give the cluster's data directory with --pgdata or PGDATA")
+        }
+        let session = try await PostgresSession.connect(options.endpoint, logger: logger)
+        do {
+            let result = try await RepositoryLock.withLock(.shared, purpose: "backup of \(pgdata)", repository: repository) {
+                try await self.backup(session: session, pgdata: pgdata, options: options, began: began)
+            }
+            await session.close()
+            return result
+        } catch {
+            // Closing the session makes PostgreSQL abort a backup still in progress.
+            await session.close()
+            throw error
+        }
+    }
+
+    private func backup(session: PostgresSession, pgdata: String, options: BackupOptions, began: Date) async throws -> BackupResult {
+        let repo = repository
+        let settings = try await session.query("""
+            SELECT current_setting('server_version_num'), current_setting('data_directory'),
+                   (SELECT setting FROM pg_settings WHERE name = 'wal_segment_size'),
+                   current_setting('archive_mode'), current_setting('archive_command'),
+                   (SELECT system_identifier::text FROM pg_control_system()), pg_is_in_recovery()::text
+            """)
+        guard let row = settings.first, row.count == 7 else { throw LifeboatError(.postgres, "unexpected answer to the settings query") }
+        let versionNum = row[0] ?? "0"
+        let serverDataDir = try Self.canonical(row[1] ?? "")
+        guard serverDataDir == pgdata else {
+            throw LifeboatError(.invalidUsage, "\(pgdata) is not the data directory of the server at \(options.endpoint.display) (it uses \(serverDataDir))",
+                hint: "point --pgdata and the connection options at the same cluster")
+        }
+        guard row[3] != "off", let archiveCommand = row[4], !archiveCommand.isEmpty, archiveCommand != "(disabled)" else {
+            throw LifeboatError(.invalidUsage, "WAL archiving is not enabled on \(options.endpoint.display)",
+                hint: "set archive_mode = on and archive_command = 'lifeboat wal push %p' (with your --config), then restart PostgreSQL")
+        }
+        guard row[6] == "false" else {
+            throw LifeboatError(.invalidUsage, "\(options.endpoint.display) is a standby; backups from standbys are not supported yet",
+                hint: "run the backup against the primary")
+        }
+        guard let segmentSize = UInt64(row[2] ?? "") else { throw LifeboatError(.postgres, "cannot read wal_segment_size") }
+        let major = String((Int(versionNum) ?? 0) / 10000)
+        let id = Self.newBackupID(at: began)
+        var log = logger
+        log[metadataKey: LogKey.backupID] = .string(id)
+
+        let known = ChunkIndex(try await repo.chunkIDs())
+        guard let startText = try await session.value("SELECT pg_backup_start(\(PostgresSession.literal("lifeboat \(id)")), true)::text"),
+            let startLSN = LSN(startText)
+        else { throw LifeboatError(.postgres, "pg_backup_start returned no LSN") }
+        let startTime = Date()
+        log.info("backup started", metadata: ["lifeboat.lsn.start": .string(startLSN.description)])
+
+        let items = try DataDirectoryScan.scan(pgdata)
+        let chunkSize = repo.config.chunkSize
+        let stats = BackupStats()
+        let entries = try await forEachBounded(items, parallelism: options.parallelism) { item -> ManifestEntry? in
+            try await Self.store(item: item, chunkSize: chunkSize, repository: repo, known: known, stats: stats)
+        }
+
+        guard let stop = try await session.query("SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(false)").first,
+            stop.count == 3, let stopLSN = LSN(stop[0] ?? "")
+        else { throw LifeboatError(.postgres, "pg_backup_stop returned nothing usable") }
+        let stopTime = Date()
+        let nextXid = try await session.value("SELECT pg_snapshot_xmax(pg_current_snapshot())::text").flatMap { UInt64($0) }
+        let label = stop[1] ?? ""
+        let timeline = Self.labelTimeline(label) ?? 1
+        log.info("backup stopped; waiting for its WAL", metadata: ["lifeboat.lsn.stop": .string(stopLSN.description)])
+
+        let record0 = BackupRecord(id: id, kind: options.kind, tags: options.tags,
+            retainUntil: options.kind == .manual ? stopTime.addingTimeInterval(options.retain ?? options.policy.manualRetention) : nil,
+            startTime: startTime, stopTime: stopTime, startLSN: startLSN, stopLSN: stopLSN, timeline: timeline,
+            nextXidAtStop: nextXid, walSegmentSize: segmentSize, postgresVersion: major,
+            systemIdentifier: row[5] ?? "", backupLabel: label, tablespaceMap: stop[2] ?? "", fileCount: 0,
+            logicalBytes: 0, newStoredBytes: 0, newChunks: 0, totalChunks: 0, manifestObject: "", host: ProcessInfo.processInfo.hostName,
+            lifeboatVersion: LifeboatVersion.current)
+        try await waitForWAL(record: record0, session: session, timeout: options.walTimeout)
+
+        let manifestEntries = entries.compactMap { $0 }
+        let manifest = BackupManifest(backupID: id, chunkSize: chunkSize, entries: manifestEntries)
+        var record = record0
+        record.manifestObject = try await repo.writeManifest(manifest)
+        let totals = await stats.totals()
+        record.fileCount = manifestEntries.filter { $0.type == .file }.count
+        record.logicalBytes = totals.logical
+        record.newStoredBytes = totals.stored
+        record.newChunks = totals.newChunks
+        record.totalChunks = totals.chunks
+        try await repo.commitBackup(record)
+        log.info("backup committed", metadata: ["lifeboat.bytes.logical": "\(totals.logical)", "lifeboat.bytes.stored": "\(totals.stored)"])
+        return BackupResult(backup: record, durationSeconds: Date().timeIntervalSince(began))
+    }
+
+    /// Reads one file in chunk-size blocks and stores the blocks the repository lacks.
+    static func store(item: DataDirectoryScan.Item, chunkSize: Int, repository: Repository, known: ChunkIndex,
+        stats: BackupStats) async throws -> ManifestEntry?
+    {
+        guard item.type == .file else {
+            return ManifestEntry(path: item.path, type: item.type, mode: item.mode, size: 0, modified: item.modified, chunks: [])
+        }
+        let fd = open(item.source, O_RDONLY | O_CLOEXEC)
+        if fd < 0 {
+            if errno == ENOENT { return nil }  // removed while we ran (dropped table); replay recreates the truth
+            throw FileStore.ioError("cannot read", errno: errno, path: item.source)
+        }
+        defer { close(fd) }
+        var chunks: [String] = []
+        var size: UInt64 = 0
+        var buffer = Data(count: chunkSize)
+        while true {
+            var filled = 0
+            try buffer.withUnsafeMutableBytes { (buf: UnsafeMutableRawBufferPointer) in
+                while filled < chunkSize {
+                    let n = read(fd, buf.baseAddress! + filled, chunkSize - filled)
+                    if n < 0 {
+                        if errno == EINTR { continue }
+                        throw FileStore.ioError("cannot read", errno: errno, path: item.source)
+                    }
+                    if n == 0 { break }
+                    filled += n
+                }
+            }
+            if filled == 0 { break }
+            let block = filled == chunkSize ? buffer : buffer.prefix(filled)
+            let id = repository.chunkID(for: block)
+            var stored = 0
+            if await known.claim(id) {
+                stored = try await repository.putChunk(id: id, data: Data(block))
+            }
+            await stats.add(logical: filled, stored: stored, isNew: stored > 0)
+            chunks.append(id)
+            size += UInt64(filled)
+            if filled < chunkSize { break }
+        }
+        return ManifestEntry(path: item.path, type: .file, mode: item.mode, size: size, modified: item.modified, chunks: chunks)
+    }
+
+    /// Waits until every segment from the backup's start to its stop is in the repository.
+    func waitForWAL(record: BackupRecord, session: PostgresSession, timeout: TimeInterval) async throws {
+        let size = record.walSegmentSize
+        let needed = (record.startSegment.number(segmentSize: size)...record.stopSegment.number(segmentSize: size)).map {
+            WALSegment(timeline: record.timeline, number: $0, segmentSize: size)
+        }
+        let deadline = Date().addingTimeInterval(timeout)
+        var missing = needed
+        while true {
+            var still: [WALSegment] = []
+            for segment in missing where try await repository.store.info(Repository.walKey(.segment(segment))) == nil {
+                still.append(segment)
+            }
+            missing = still
+            if missing.isEmpty { return }
+            if Date() > deadline {
+                let failure = try? await session.query("SELECT coalesce(last_failed_wal, ''), coalesce(last_failed_time::text, '') FROM pg_stat_archiver").first
+                let failed = (failure?[0] ?? "").map { "; the archiver last failed on \($0) at \(failure?[1] ?? "")" } ?? ""
+                throw LifeboatError(.timeout,
+                    "WAL segment \(missing[0].name) needed by backup \(record.id) did not reach the repository within \(HumanDuration.format(timeout))\(failed)",
+                    hint: "check archive_command (it must run `lifeboat wal push %p` against this repository) and the server log; the backup was not committed")
+            }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+    }
+
+    static func labelTimeline(_ label: String) -> UInt32? {
+        for line in label.split(separator: "\n") where line.hasPrefix("START TIMELINE:") {
+            return UInt32(line.dropFirst("START TIMELINE:".count).trimmingCharacters(in: .whitespaces))
+        }
+        return nil
+    }
+
+    static func newBackupID(at date: Date) -> String {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "UTC")
+        f.dateFormat = "yyyyMMdd-HHmmss"
+        return f.string(from: date) + "-" + String(format: "%04x", UInt16.random(in: 0...UInt16.max))
+    }
+
+    static func canonical(_ path: String) throws -> String {
+        guard let resolved = realpath(path, nil) else {
+            throw LifeboatError(.invalidUsage, "\(path) does not exist", hint: "check --pgdata / PGDATA")
+        }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+}
+
+/// Chunk ids known to be in the repository or being stored by this backup.
+actor ChunkIndex {
+    private var ids: Set<String>
+    init(_ ids: Set<String>) { self.ids = ids }
+    /// True if the caller is the first to see `id` and must store it.
+    func claim(_ id: String) -> Bool { ids.insert(id).inserted }
+}
+
+actor BackupStats {
+    private var logical: UInt64 = 0
+    private var stored: UInt64 = 0
+    private var newChunks = 0
+    private var chunks = 0
+
+    func add(logical l: Int, stored s: Int, isNew: Bool) {
+        logical += UInt64(l)
+        stored += UInt64(s)
+        chunks += 1
+        if isNew { newChunks += 1 }
+    }
+
+    func totals() -> (logical: UInt64, stored: UInt64, newChunks: Int, chunks: Int) { (logical, stored, newChunks, chunks) }
+}

@@ -1,0 +1,87 @@
+import Foundation
+import LifeboatCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Lists what a base backup copies from PGDATA, following PostgreSQL's rules for what to skip
+/// ("Making a Base Backup Using the Low Level API"): WAL, temporary and runtime state are left out,
+/// their directories kept. Tablespace links in `pg_tblspc` are followed and stored in place.
+public enum DataDirectoryScan {
+    /// Directories kept empty in a backup.
+    static let contentSkipped: Set<String> = [
+        "pg_wal", "pg_dynshmem", "pg_notify", "pg_serial", "pg_snapshots", "pg_stat_tmp", "pg_subtrans", "pg_replslot",
+    ]
+    /// Files at the top level that never belong in a backup.
+    static let topLevelSkipped: Set<String> = [
+        "postmaster.pid", "postmaster.opts", "backup_label", "backup_label.old", "tablespace_map", "tablespace_map.old",
+        "recovery.signal", "standby.signal", "recovery.done",
+    ]
+
+    /// One thing to copy: `path` relative to PGDATA, `source` where to read it.
+    public struct Item: Sendable {
+        public var path: String
+        public var source: String
+        public var type: ManifestEntry.EntryType
+        public var mode: UInt16
+        public var modified: Date
+    }
+
+    public static func scan(_ pgdata: String) throws -> [Item] {
+        var items: [Item] = []
+        try walk(directory: pgdata, relative: "", into: &items)
+        return items
+    }
+
+    static func isSkipped(relative: String, name: String) -> Bool {
+        if relative.isEmpty, topLevelSkipped.contains(name) { return true }
+        if name == "pg_internal.init" || name.hasPrefix("pgsql_tmp") { return true }
+        return false
+    }
+
+    private static func walk(directory: String, relative: String, into items: inout [Item]) throws {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else {
+            // A directory dropped while we walk (DROP DATABASE) is not an error: WAL replay recreates the truth.
+            if FileManager.default.fileExists(atPath: directory) {
+                throw LifeboatError(.io, "cannot list \(directory)", hint: "check that lifeboat may read the data directory")
+            }
+            return
+        }
+        for name in names.sorted() {
+            if isSkipped(relative: relative, name: name) { continue }
+            let rel = relative.isEmpty ? name : relative + "/" + name
+            let full = directory + "/" + name
+            var st = stat()
+            guard lstat(full, &st) == 0 else { continue }
+            var kind = st.st_mode & S_IFMT
+            var source = full
+            if kind == S_IFLNK, relative == "pg_tblspc" {
+                // A tablespace: store its content in place under pg_tblspc/<oid>.
+                guard stat(full, &st) == 0 else { continue }
+                kind = st.st_mode & S_IFMT
+                source = (try? FileManager.default.destinationOfSymbolicLink(atPath: full)).map {
+                    $0.hasPrefix("/") ? $0 : directory + "/" + $0
+                } ?? full
+            }
+            let modified = Date(timeIntervalSince1970: TimeInterval(st.st_mtim.tv_sec) + TimeInterval(st.st_mtim.tv_nsec) / 1e9)
+            let mode = UInt16(st.st_mode & 0o7777)
+            switch kind {
+            case S_IFDIR:
+                items.append(Item(path: rel, source: source, type: .directory, mode: mode, modified: modified))
+                if relative.isEmpty, contentSkipped.contains(name) {
+                    if name == "pg_wal" {
+                        items.append(Item(path: "pg_wal/archive_status", source: source + "/archive_status", type: .directory,
+                            mode: mode, modified: modified))
+                    }
+                    continue
+                }
+                try walk(directory: source, relative: rel, into: &items)
+            case S_IFREG:
+                items.append(Item(path: rel, source: source, type: .file, mode: mode, modified: modified))
+            default:
+                continue  // sockets, fifos, other links
+            }
+        }
+    }
+}

@@ -1,0 +1,89 @@
+import Foundation
+import LifeboatCore
+import Logging
+
+/// What `expire` did (or, with `dryRun`, would do).
+public struct ExpireReport: Codable, Sendable {
+    public struct BackupDecision: Codable, Sendable {
+        public var id: String
+        public var kind: BackupKind
+        public var keep: Bool
+        public var reason: String
+    }
+
+    public var dryRun: Bool
+    public var backups: [BackupDecision]
+    public var chunksRemoved: Int
+    public var chunkBytesRemoved: Int
+    public var walFilesRemoved: Int
+    public var walBytesRemoved: Int
+    public var orphanManifestsRemoved: Int
+}
+
+/// Applies the retention policy: removes expired backups, then chunks no remaining backup uses,
+/// then WAL no remaining backup needs. Runs under the exclusive lock, so no backup is deciding
+/// which chunks exist while chunks are swept.
+public struct Expirer: Sendable {
+    public var repository: Repository
+    public var policy: RetentionPolicy
+
+    public init(repository: Repository, policy: RetentionPolicy) {
+        self.repository = repository
+        self.policy = policy
+    }
+
+    public func run(dryRun: Bool, now: Date = Date()) async throws -> ExpireReport {
+        try await RepositoryLock.withLock(.exclusive, purpose: "expire", repository: repository) {
+            try await runLocked(dryRun: dryRun, now: now)
+        }
+    }
+
+    private func runLocked(dryRun: Bool, now: Date) async throws -> ExpireReport {
+        let repo = repository
+        let backups = try await repo.backups()
+        let plan = ExpirePlan.make(backups: backups, policy: policy, now: now)
+        let byID = Dictionary(uniqueKeysWithValues: backups.map { ($0.id, $0) })
+        let kept = plan.kept.compactMap { byID[$0] }
+        let expired = plan.expired.compactMap { byID[$0] }
+
+        // Chunks referenced by the backups that stay. Read every kept manifest before deleting
+        // anything: a damaged manifest must stop expire, not make it delete the chunks it names.
+        var referenced = Set<String>()
+        for b in kept {
+            for entry in try await repo.manifest(for: b).entries { referenced.formUnion(entry.chunks) }
+        }
+        let orphans = try await repo.orphanManifests()
+        if !dryRun {
+            for b in expired {
+                try await repo.deleteBackup(b)
+                repo.logger.info("backup expired", metadata: [LogKey.backupID: .string(b.id)])
+            }
+            for key in orphans { try await repo.store.delete(key) }
+        }
+
+        var chunksRemoved = 0
+        var chunkBytes = 0
+        for info in try await repo.store.list(prefix: "chunks/") {
+            let id = String(info.key.split(separator: "/").last ?? "")
+            if referenced.contains(id) { continue }
+            chunksRemoved += 1
+            chunkBytes += info.size
+            if !dryRun { try await repo.store.delete(info.key) }
+        }
+
+        var walRemoved = 0
+        var walBytes = 0
+        if !kept.isEmpty {
+            for (file, info) in try await repo.walFiles() where !ExpirePlan.walNeeded(file, keptBackups: kept) {
+                walRemoved += 1
+                walBytes += info.size
+                if !dryRun { try await repo.store.delete(info.key) }
+            }
+        }
+        let decisions = plan.decisions.map { d in
+            ExpireReport.BackupDecision(id: d.backupID, kind: byID[d.backupID]?.kind ?? .automated, keep: d.keep, reason: d.reason)
+        }
+        return ExpireReport(dryRun: dryRun, backups: decisions, chunksRemoved: chunksRemoved, chunkBytesRemoved: chunkBytes,
+            walFilesRemoved: walRemoved, walBytesRemoved: walBytes, orphanManifestsRemoved: dryRun ? 0 : orphans.count)
+    }
+}

@@ -1,0 +1,208 @@
+import Foundation
+import LifeboatCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An `ObjectStore` in a local directory. Writes go to a temporary file that is fsynced and then
+/// linked (create-if-absent) or renamed (replace) into place, and the directory is fsynced, so a
+/// crash or a full disk never leaves a visible partial object.
+///
+/// When running as root on a directory owned by another user (the PostgreSQL archiver typically runs
+/// as `postgres`), new files and directories are given the directory owner's uid and gid, so both
+/// can keep writing.
+public struct FileStore: ObjectStore {
+    public let root: String
+    private let owner: (uid: uid_t, gid: gid_t)?
+
+    public var location: String { root }
+
+    public init(root: String) {
+        self.root = root.hasSuffix("/") && root.count > 1 ? String(root.dropLast()) : root
+        var st = stat()
+        if geteuid() == 0, stat(self.root, &st) == 0, st.st_uid != 0 {
+            owner = (st.st_uid, st.st_gid)
+        } else {
+            owner = nil
+        }
+    }
+
+    private func path(_ key: String) -> String { root + "/" + key }
+
+    public func putIfAbsent(_ key: String, data: Data) async throws -> Bool {
+        let final = path(key)
+        let temp = try writeTemp(for: final, data: data)
+        defer { unlink(temp) }
+        if link(temp, final) != 0 {
+            let err = errno
+            if err == EEXIST { return false }
+            throw Self.ioError("could not store \(key)", errno: err, path: final)
+        }
+        try fsyncDirectory(of: final)
+        return true
+    }
+
+    public func put(_ key: String, data: Data) async throws {
+        let final = path(key)
+        let temp = try writeTemp(for: final, data: data)
+        if rename(temp, final) != 0 {
+            let err = errno
+            unlink(temp)
+            throw Self.ioError("could not store \(key)", errno: err, path: final)
+        }
+        try fsyncDirectory(of: final)
+    }
+
+    public func get(_ key: String) async throws -> Data {
+        let p = path(key)
+        let fd = open(p, O_RDONLY | O_CLOEXEC)
+        if fd < 0 {
+            let err = errno
+            if err == ENOENT { throw LifeboatError(.notFound, "object \(key) does not exist in \(root)") }
+            throw Self.ioError("could not read \(key)", errno: err, path: p)
+        }
+        defer { close(fd) }
+        return try Self.readAll(fd: fd, path: p)
+    }
+
+    public func info(_ key: String) async throws -> ObjectInfo? {
+        var st = stat()
+        if stat(path(key), &st) != 0 {
+            if errno == ENOENT { return nil }
+            throw Self.ioError("could not stat \(key)", errno: errno, path: path(key))
+        }
+        return ObjectInfo(key: key, size: Int(st.st_size), modified: Date(timeIntervalSince1970: TimeInterval(st.st_mtim.tv_sec)))
+    }
+
+    public func list(prefix: String) async throws -> [ObjectInfo] {
+        // Walk from the deepest directory the prefix names.
+        let dirPart = prefix.contains("/") ? String(prefix[..<(prefix.lastIndex(of: "/") ?? prefix.startIndex)]) : ""
+        var result: [ObjectInfo] = []
+        try walk(relative: dirPart, prefix: prefix, into: &result)
+        return result
+    }
+
+    public func delete(_ key: String) async throws {
+        if unlink(path(key)) != 0, errno != ENOENT {
+            throw Self.ioError("could not delete \(key)", errno: errno, path: path(key))
+        }
+    }
+
+    /// True if the directory does not exist or holds nothing.
+    public func isEmptyOrMissing() -> Bool {
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: root) else { return true }
+        return entries.isEmpty
+    }
+
+    // MARK: - helpers
+
+    private func walk(relative: String, prefix: String, into result: inout [ObjectInfo]) throws {
+        let dirPath = relative.isEmpty ? root : root + "/" + relative
+        guard let dir = opendir(dirPath) else {
+            if errno == ENOENT || errno == ENOTDIR { return }
+            throw Self.ioError("could not list \(relative)", errno: errno, path: dirPath)
+        }
+        defer { closedir(dir) }
+        while let entry = readdir(dir) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            if name == "." || name == ".." || name.hasPrefix(".tmp-") { continue }
+            let key = relative.isEmpty ? name : relative + "/" + name
+            var st = stat()
+            guard lstat(root + "/" + key, &st) == 0 else { continue }
+            if (st.st_mode & S_IFMT) == S_IFDIR {
+                if prefix.hasPrefix(key + "/") || (key + "/").hasPrefix(prefix) || key.hasPrefix(prefix) {
+                    try walk(relative: key, prefix: prefix, into: &result)
+                }
+            } else if (st.st_mode & S_IFMT) == S_IFREG, key.hasPrefix(prefix) {
+                result.append(ObjectInfo(key: key, size: Int(st.st_size), modified: Date(timeIntervalSince1970: TimeInterval(st.st_mtim.tv_sec) + TimeInterval(st.st_mtim.tv_nsec) / 1e9)))
+            }
+        }
+    }
+
+    private func ensureDirectory(_ dir: String) throws {
+        var st = stat()
+        if stat(dir, &st) == 0 { return }
+        let parent = (dir as NSString).deletingLastPathComponent
+        if parent != dir, !parent.isEmpty { try ensureDirectory(parent) }
+        if mkdir(dir, 0o750) != 0, errno != EEXIST {
+            throw Self.ioError("could not create directory", errno: errno, path: dir)
+        }
+        if let owner { _ = chown(dir, owner.uid, owner.gid) }
+    }
+
+    private func writeTemp(for final: String, data: Data) throws -> String {
+        let dir = (final as NSString).deletingLastPathComponent
+        try ensureDirectory(dir)
+        let temp = dir + "/.tmp-" + UUID().uuidString
+        let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o640)
+        if fd < 0 { throw Self.ioError("could not create a file", errno: errno, path: temp) }
+        var ok = false
+        defer {
+            close(fd)
+            if !ok { unlink(temp) }
+        }
+        if let owner { _ = fchown(fd, owner.uid, owner.gid) }
+        try data.withUnsafeBytes { (buf: UnsafeRawBufferPointer) in
+            var offset = 0
+            while offset < buf.count {
+                let n = write(fd, buf.baseAddress! + offset, buf.count - offset)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw Self.ioError("could not write", errno: errno, path: temp)
+                }
+                offset += n
+            }
+        }
+        if fsync(fd) != 0 { throw Self.ioError("could not fsync", errno: errno, path: temp) }
+        ok = true
+        return temp
+    }
+
+    private func fsyncDirectory(of file: String) throws {
+        let dir = (file as NSString).deletingLastPathComponent
+        let fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        _ = fsync(fd)
+    }
+
+    static func readAll(fd: Int32, path: String) throws -> Data {
+        var st = stat()
+        fstat(fd, &st)
+        var data = Data(count: Int(st.st_size))
+        var total = 0
+        try data.withUnsafeMutableBytes { (buf: UnsafeMutableRawBufferPointer) in
+            while total < buf.count {
+                let n = read(fd, buf.baseAddress! + total, buf.count - total)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw ioError("could not read", errno: errno, path: path)
+                }
+                if n == 0 { break }
+                total += n
+            }
+        }
+        if total < data.count { data.count = total }
+        return data
+    }
+
+    /// Maps an errno to a human error with a hint for the common cases.
+    public static func ioError(_ what: String, errno err: Int32, path: String) -> LifeboatError {
+        let reason = String(cString: strerror(err))
+        switch err {
+        case ENOSPC, EDQUOT:
+            return LifeboatError(.io, "\(what) \(path): no space left on device",
+                hint: "free space on the file system holding \(path); nothing partial was kept")
+        case EACCES, EPERM:
+            return LifeboatError(.io, "\(what) \(path): permission denied",
+                hint: "check that the user running lifeboat can read and write \(path)")
+        case EROFS:
+            return LifeboatError(.io, "\(what) \(path): read-only file system")
+        default:
+            return LifeboatError(.io, "\(what) \(path): \(reason)")
+        }
+    }
+}

@@ -1,0 +1,48 @@
+/// LifeboatRepository owns recovery data at rest: the object store interface and its backends, the
+/// encrypted, compressed, content-addressed repository format built on it, locks, retention
+/// (expire) and verification. It knows nothing about PostgreSQL processes or connections.
+import Foundation
+import LifeboatCore
+
+/// What a listing or a lookup says about one stored object.
+public struct ObjectInfo: Sendable, Equatable {
+    public var key: String
+    public var size: Int
+    public var modified: Date
+
+    public init(key: String, size: Int, modified: Date) {
+        self.key = key
+        self.size = size
+        self.modified = modified
+    }
+}
+
+/// The small interface every storage backend implements. Keys are `/`-separated relative names
+/// without leading slash. Objects are immutable once written except where `put` says otherwise.
+///
+/// Errors are `LifeboatError`: `.notFound` for a missing object where it matters, `.io` for the rest.
+public protocol ObjectStore: Sendable {
+    /// Where the store is, for messages (never containing credentials).
+    var location: String { get }
+
+    /// Stores `data` under `key` unless an object already exists there.
+    /// Atomic: a reader sees either no object or the whole of it; a crash leaves no object.
+    /// Returns true if this call created the object, false if it existed (and was left untouched).
+    func putIfAbsent(_ key: String, data: Data) async throws -> Bool
+
+    /// Stores or replaces `key` atomically. Used only for mutable bookkeeping (locks).
+    func put(_ key: String, data: Data) async throws
+
+    /// The whole object. Throws `.notFound` if it does not exist.
+    func get(_ key: String) async throws -> Data
+
+    /// Size and time of an object, nil if it does not exist.
+    func info(_ key: String) async throws -> ObjectInfo?
+
+    /// All objects whose key starts with `prefix`, in no particular order. Never returns partial
+    /// (still being written) objects.
+    func list(prefix: String) async throws -> [ObjectInfo]
+
+    /// Removes `key`. Idempotent: removing a missing object succeeds.
+    func delete(_ key: String) async throws
+}

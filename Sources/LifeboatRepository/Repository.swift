@@ -1,0 +1,315 @@
+import Crypto
+import Foundation
+import LifeboatCore
+import Logging
+
+/// The clear-text `config` object: everything needed to open the repository with its key.
+public struct RepositoryConfig: Codable, Sendable, Equatable {
+    /// Repository format version; a reader refuses a newer one.
+    public var format: Int
+    public var repositoryID: String
+    public var created: Date
+    public var chunkSize: Int
+    public var compression: CompressionAlgorithm
+    public var compressionLevel: Int
+    var kdf: KDFParameters
+    /// The 32-byte master key, sealed with AES-256-GCM under the key derived from the passphrase.
+    var wrappedKey: String
+
+    public static let currentFormat = 1
+}
+
+/// Options for `repo init`.
+public struct RepositoryOptions: Sendable {
+    public var chunkSize: Int
+    public var compression: CompressionAlgorithm
+    public var compressionLevel: Int
+
+    public init(chunkSize: Int = 1 << 20, compression: CompressionAlgorithm = .zstd, compressionLevel: Int = 3) {
+        self.chunkSize = chunkSize
+        self.compression = compression
+        self.compressionLevel = compressionLevel
+    }
+}
+
+/// What happened to a WAL file on push.
+public enum WALPushResult: Sendable, Equatable {
+    case stored(bytes: Int)
+    case alreadyArchived
+}
+
+/// An open, authenticated repository. Every object except `config` and locks is compressed and
+/// encrypted; chunks are named by a keyed hash of their content. See `docs/repository-format.md`.
+public final class Repository: Sendable {
+    public let store: any ObjectStore
+    public let config: RepositoryConfig
+    let keys: RepositoryKeys
+    let codec: ObjectCodec
+    let logger: Logger
+
+    static let configKey = "config"
+
+    private init(store: any ObjectStore, config: RepositoryConfig, keys: RepositoryKeys, logger: Logger) {
+        self.store = store
+        self.config = config
+        self.keys = keys
+        self.codec = ObjectCodec(keys: keys, compression: config.compression, level: Int32(config.compressionLevel))
+        self.logger = logger
+    }
+
+    // MARK: - init and open
+
+    /// Creates a new repository in an empty store.
+    public static func initialize(store: any ObjectStore, key: KeySource, options: RepositoryOptions = .init(),
+        logger: Logger) async throws -> Repository
+    {
+        guard options.chunkSize >= 64 * 1024, options.chunkSize <= 64 << 20 else {
+            throw LifeboatError(.invalidUsage, "chunk size \(options.chunkSize) is out of range", hint: "use 64KiB to 64MiB")
+        }
+        if let fileStore = store as? FileStore, !fileStore.isEmptyOrMissing() {
+            throw LifeboatError(.repository, "\(store.location) is not empty",
+                hint: "choose a new or empty directory for the repository; lifeboat never initializes over existing data")
+        }
+        let existing = try await store.list(prefix: "")
+        if !existing.isEmpty {
+            throw LifeboatError(.repository, "\(store.location) already holds data", hint: "choose an empty location")
+        }
+        let kdf = KDFParameters.fresh()
+        let kek = try kdf.keyEncryptionKey(secret: try key.secret())
+        let master = SymmetricKey(size: .bits256)
+        let sealed = try AES.GCM.seal(master.withUnsafeBytes { Data($0) }, using: kek, authenticating: Data("lifeboat master key".utf8))
+        guard let combined = sealed.combined else { throw LifeboatError(.internalError, "could not seal the master key") }
+        let config = RepositoryConfig(format: RepositoryConfig.currentFormat, repositoryID: UUID().uuidString.lowercased(),
+            created: Date(), chunkSize: options.chunkSize, compression: options.compression,
+            compressionLevel: options.compressionLevel, kdf: kdf, wrappedKey: combined.base64EncodedString())
+        let data = try RepositoryJSON.encoder().encode(config)
+        guard try await store.putIfAbsent(configKey, data: data) else {
+            throw LifeboatError(.repository, "\(store.location) was initialized by someone else meanwhile")
+        }
+        logger.info("repository initialized", metadata: [LogKey.repository: .string(store.location)])
+        return Repository(store: store, config: config, keys: RepositoryKeys(master: master), logger: logger)
+    }
+
+    /// Opens an existing repository; fails clearly on a missing repository, a newer format or a wrong key.
+    public static func open(store: any ObjectStore, key: KeySource, logger: Logger) async throws -> Repository {
+        let data: Data
+        do {
+            data = try await store.get(configKey)
+        } catch let error as LifeboatError where error.code == .notFound {
+            throw LifeboatError(.repository, "no lifeboat repository at \(store.location)",
+                hint: "check --repo / LIFEBOAT_REPO, or create one with `lifeboat repo init`")
+        }
+        let config: RepositoryConfig
+        do {
+            // Check the format before anything else so a newer repository is refused with a clear message.
+            struct FormatOnly: Decodable { var format: Int }
+            let format = try JSONDecoder().decode(FormatOnly.self, from: data).format
+            guard format <= RepositoryConfig.currentFormat else {
+                throw LifeboatError(.repository,
+                    "repository format \(format) is newer than this lifeboat understands (\(RepositoryConfig.currentFormat))",
+                    hint: "upgrade lifeboat to read this repository")
+            }
+            config = try RepositoryJSON.decoder().decode(RepositoryConfig.self, from: data)
+        } catch let error as LifeboatError {
+            throw error
+        } catch {
+            throw LifeboatError(.integrity, "the repository config at \(store.location) is damaged", cause: error)
+        }
+        let kek = try config.kdf.keyEncryptionKey(secret: try key.secret())
+        guard let wrapped = Data(base64Encoded: config.wrappedKey) else {
+            throw LifeboatError(.integrity, "the repository config holds an unreadable key")
+        }
+        let master: SymmetricKey
+        do {
+            let box = try AES.GCM.SealedBox(combined: wrapped)
+            master = SymmetricKey(data: try AES.GCM.open(box, using: kek, authenticating: Data("lifeboat master key".utf8)))
+        } catch {
+            throw LifeboatError(.wrongKey, "the passphrase or key file does not open the repository at \(store.location)",
+                hint: "check LIFEBOAT_PASSPHRASE or --key-file; nothing was read or written")
+        }
+        return Repository(store: store, config: config, keys: RepositoryKeys(master: master), logger: logger)
+    }
+
+    // MARK: - generic encrypted objects
+
+    /// Seals and stores `plaintext` under `key` if absent; returns stored size, or nil if it existed.
+    @discardableResult
+    func writeSealed(_ key: String, plaintext: Data) async throws -> Int? {
+        let sealed = try codec.seal(plaintext, key: key)
+        return try await store.putIfAbsent(key, data: sealed) ? sealed.count : nil
+    }
+
+    func readSealed(_ key: String) async throws -> Data {
+        try codec.open(try await store.get(key), key: key)
+    }
+
+    // MARK: - chunks
+
+    /// The content address of a chunk: HMAC-SHA256 under the repository's chunk-id key, in hex.
+    public func chunkID(for data: Data) -> String {
+        let mac = HMAC<SHA256>.authenticationCode(for: data, using: keys.chunkIDKey)
+        return mac.map { String(format: "%02x", $0) }.joined()
+    }
+
+    static func chunkKey(_ id: String) -> String { "chunks/\(id.prefix(2))/\(id)" }
+
+    /// Stores a chunk unless present. Returns the bytes written (0 if it was already there).
+    public func putChunk(id: String, data: Data) async throws -> Int {
+        try await writeSealed(Self.chunkKey(id), plaintext: data) ?? 0
+    }
+
+    /// Reads a chunk and checks its content still hashes to its id.
+    public func chunk(id: String) async throws -> Data {
+        let key = Self.chunkKey(id)
+        let data = try await readSealed(key)
+        guard chunkID(for: data) == id else {
+            throw LifeboatError(.integrity, "object \(key) holds content that does not match its name")
+        }
+        return data
+    }
+
+    /// Ids of every chunk in the repository.
+    public func chunkIDs() async throws -> Set<String> {
+        Set(try await store.list(prefix: "chunks/").compactMap { $0.key.split(separator: "/").last.map(String.init) })
+    }
+
+    // MARK: - backups
+
+    static func backupKey(_ id: String) -> String { "backups/\(id)" }
+    static func manifestKey(_ id: String) -> String { "manifests/\(id)" }
+
+    /// Writes the file list of a backup (before its record).
+    public func writeManifest(_ manifest: BackupManifest) async throws -> String {
+        let key = Self.manifestKey(manifest.backupID)
+        let data = try RepositoryJSON.encoder().encode(manifest)
+        guard try await writeSealed(key, plaintext: data) != nil else {
+            throw LifeboatError(.repository, "a manifest for backup \(manifest.backupID) already exists")
+        }
+        return key
+    }
+
+    /// Commits a backup: after this the backup exists.
+    public func commitBackup(_ record: BackupRecord) async throws {
+        let data = try RepositoryJSON.encoder().encode(record)
+        guard try await writeSealed(Self.backupKey(record.id), plaintext: data) != nil else {
+            throw LifeboatError(.repository, "backup \(record.id) already exists")
+        }
+    }
+
+    /// Every committed backup, oldest first.
+    public func backups() async throws -> [BackupRecord] {
+        let infos = try await store.list(prefix: "backups/")
+        var records: [BackupRecord] = []
+        for info in infos {
+            records.append(try await backup(id: String(info.key.dropFirst("backups/".count))))
+        }
+        return records.sorted { $0.stopTime < $1.stopTime }
+    }
+
+    public func backup(id: String) async throws -> BackupRecord {
+        let data: Data
+        do {
+            data = try await readSealed(Self.backupKey(id))
+        } catch let error as LifeboatError where error.code == .notFound {
+            throw LifeboatError(.notFound, "backup \(id) does not exist", hint: "list backups with `lifeboat info`")
+        }
+        do {
+            return try RepositoryJSON.decoder().decode(BackupRecord.self, from: data)
+        } catch {
+            throw LifeboatError(.integrity, "backup record \(id) is unreadable", cause: error)
+        }
+    }
+
+    public func manifest(for record: BackupRecord) async throws -> BackupManifest {
+        let data = try await readSealed(record.manifestObject)
+        do {
+            return try RepositoryJSON.decoder().decode(BackupManifest.self, from: data)
+        } catch {
+            throw LifeboatError(.integrity, "manifest \(record.manifestObject) is unreadable", cause: error)
+        }
+    }
+
+    /// Removes a backup: first its record (so it stops existing), then its file list.
+    public func deleteBackup(_ record: BackupRecord) async throws {
+        try await store.delete(Self.backupKey(record.id))
+        try await store.delete(record.manifestObject)
+    }
+
+    /// File lists whose backup was never committed (a crashed backup), by object key.
+    public func orphanManifests() async throws -> [String] {
+        let committed = Set(try await store.list(prefix: "backups/").map { $0.key.dropFirst("backups/".count) })
+        return try await store.list(prefix: "manifests/").map(\.key).filter { !committed.contains($0.dropFirst("manifests/".count)) }
+    }
+
+    // MARK: - WAL
+
+    /// Object key of an archived WAL file.
+    public static func walKey(_ file: WALFileName) -> String {
+        switch file {
+        case .history: return "wal/history/\(file)"
+        case .segment(let s), .partial(let s), .backupHistory(let s, _):
+            return "wal/\(s.name.prefix(8))/\(file)"
+        }
+    }
+
+    /// Archives one WAL file. Idempotent: the same name with the same content succeeds again;
+    /// the same name with different content is refused.
+    public func pushWAL(name: String, data: Data) async throws -> WALPushResult {
+        guard let file = WALFileName(name) else {
+            throw LifeboatError(.invalidUsage, "'\(name)' is not a WAL file name",
+                hint: "archive_command must pass %p, the path of a file in pg_wal")
+        }
+        let key = Self.walKey(file)
+        if let written = try await writeSealed(key, plaintext: data) {
+            return .stored(bytes: written)
+        }
+        let existing = try await readSealed(key)
+        if SHA256.hash(data: existing) == SHA256.hash(data: data) {
+            return .alreadyArchived
+        }
+        throw LifeboatError(.walConflict, "WAL file \(name) is already archived with different content",
+            hint: "two clusters may be archiving into the same repository, or a restored cluster was promoted without a new timeline; give each cluster its own repository")
+    }
+
+    /// The content of an archived WAL file; `.notFound` if it is not archived.
+    public func fetchWAL(name: String) async throws -> Data {
+        guard let file = WALFileName(name) else {
+            throw LifeboatError(.notFound, "'\(name)' is not a WAL file name lifeboat archives")
+        }
+        do {
+            return try await readSealed(Self.walKey(file))
+        } catch let error as LifeboatError where error.code == .notFound {
+            throw LifeboatError(.notFound, "WAL file \(name) is not in the archive")
+        }
+    }
+
+    /// Every archived WAL file with its object info.
+    public func walFiles() async throws -> [(file: WALFileName, info: ObjectInfo)] {
+        try await store.list(prefix: "wal/").compactMap { info in
+            guard let name = info.key.split(separator: "/").last, let file = WALFileName(String(name)) else { return nil }
+            return (file, info)
+        }
+    }
+
+    /// Timeline histories in the archive.
+    public func timelineHistories() async throws -> [UInt32: TimelineHistory] {
+        var result: [UInt32: TimelineHistory] = [:]
+        for (file, _) in try await walFiles() {
+            if case .history(let tli) = file {
+                let text = String(decoding: try await readSealed(Self.walKey(file)), as: UTF8.self)
+                result[tli] = try TimelineHistory(timeline: tli, text: text)
+            }
+        }
+        return result
+    }
+}
+
+/// Metadata keys used in logs, kept in one place.
+public enum LogKey {
+    public static let repository = "lifeboat.repository"
+    public static let backupID = "lifeboat.backup.id"
+    public static let walFile = "lifeboat.wal.file"
+    public static let object = "lifeboat.object"
+    public static let path = "lifeboat.path"
+    public static let lock = "lifeboat.lock"
+}

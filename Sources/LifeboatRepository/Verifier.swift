@@ -1,0 +1,133 @@
+import Foundation
+import LifeboatCore
+import Logging
+
+/// The result of `verify`: every problem found, each naming the object concerned.
+public struct VerifyReport: Codable, Sendable {
+    public struct Problem: Codable, Sendable, Equatable {
+        public var object: String
+        public var message: String
+    }
+
+    public var objectsChecked: Int
+    public var bytesChecked: Int
+    public var backupsChecked: Int
+    public var walFilesChecked: Int
+    public var problems: [Problem]
+    public var ok: Bool { problems.isEmpty }
+}
+
+/// Authenticates every object, checks that every manifest's chunks exist, and that the archive
+/// holds all WAL from each backup's start to the end of the archive.
+public struct Verifier: Sendable {
+    public var repository: Repository
+    public var parallelism: Int
+
+    public init(repository: Repository, parallelism: Int = 4) {
+        self.repository = repository
+        self.parallelism = max(1, parallelism)
+    }
+
+    public func run() async throws -> VerifyReport {
+        let repo = repository
+        let all = try await repo.store.list(prefix: "")
+        var problems: [VerifyReport.Problem] = []
+
+        // 1. Authenticate every encrypted object (chunks also re-hashed against their name).
+        let encrypted = all.filter { $0.key != Repository.configKey && !$0.key.hasPrefix("locks/") }
+        let objectProblems = try await forEachBounded(encrypted, parallelism: parallelism) { info -> VerifyReport.Problem? in
+            do {
+                if info.key.hasPrefix("chunks/") {
+                    _ = try await repo.chunk(id: String(info.key.split(separator: "/").last ?? ""))
+                } else {
+                    _ = try await repo.readSealed(info.key)
+                }
+                return nil
+            } catch let error as LifeboatError {
+                return VerifyReport.Problem(object: info.key, message: error.message)
+            }
+        }
+        problems += objectProblems.compactMap { $0 }
+        let damaged = Set(problems.map(\.object))
+
+        // 2. Every backup's chunks exist.
+        let chunkIDs = Set(all.filter { $0.key.hasPrefix("chunks/") }.compactMap { $0.key.split(separator: "/").last.map(String.init) })
+        var backups: [BackupRecord] = []
+        for info in all where info.key.hasPrefix("backups/") && !damaged.contains(info.key) {
+            let id = String(info.key.dropFirst("backups/".count))
+            guard let record = try? await repo.backup(id: id) else { continue }
+            backups.append(record)
+            guard !damaged.contains(record.manifestObject) else { continue }
+            do {
+                let manifest = try await repo.manifest(for: record)
+                var missing = 0
+                var firstMissing = ""
+                for entry in manifest.entries {
+                    for chunk in entry.chunks where !chunkIDs.contains(chunk) {
+                        if missing == 0 { firstMissing = "\(Repository.chunkKey(chunk)) (used by \(entry.path))" }
+                        missing += 1
+                    }
+                }
+                if missing > 0 {
+                    problems.append(.init(object: Repository.backupKey(id),
+                        message: "backup \(id) references \(missing) missing chunk(s), first: \(firstMissing)"))
+                }
+            } catch let error as LifeboatError {
+                problems.append(.init(object: record.manifestObject, message: error.message))
+            }
+        }
+
+        // 3. WAL continuity from each backup to the end of the archive.
+        let walFiles = try await repo.walFiles()
+        var histories: [UInt32: TimelineHistory] = [:]
+        for (file, info) in walFiles {
+            if case .history(let tli) = file, !damaged.contains(info.key) {
+                do {
+                    let text = String(decoding: try await repo.readSealed(info.key), as: UTF8.self)
+                    histories[tli] = try TimelineHistory(timeline: tli, text: text)
+                } catch let error as LifeboatError {
+                    problems.append(.init(object: info.key, message: error.message))
+                }
+            }
+        }
+        let segments = Set(walFiles.compactMap { file, info -> WALSegment? in
+            if case .segment(let s) = file, !damaged.contains(info.key) { return s }
+            return nil
+        })
+        for b in backups {
+            let continuity = WALContinuity(segmentSize: b.walSegmentSize, segments: segments, histories: histories)
+            let missing = continuity.missingSegments(from: b.startSegment, through: b.stopSegment.number(segmentSize: b.walSegmentSize))
+            if !missing.isEmpty {
+                let shown = missing.prefix(5).map(\.name).joined(separator: ", ")
+                problems.append(.init(object: Repository.backupKey(b.id),
+                    message: "backup \(b.id) cannot replay to the end of the archive: \(missing.count) WAL segment(s) missing (\(shown)\(missing.count > 5 ? ", ..." : ""))"))
+            }
+        }
+        return VerifyReport(objectsChecked: encrypted.count, bytesChecked: encrypted.reduce(0) { $0 + $1.size },
+            backupsChecked: backups.count, walFilesChecked: walFiles.count, problems: problems)
+    }
+}
+
+/// Runs `body` over `items` with at most `parallelism` in flight; results in input order.
+public func forEachBounded<T: Sendable, R: Sendable>(_ items: [T], parallelism: Int,
+    _ body: @escaping @Sendable (T) async throws -> R) async throws -> [R]
+{
+    try await withThrowingTaskGroup(of: (Int, R).self) { group in
+        var results = [R?](repeating: nil, count: items.count)
+        var next = 0
+        for _ in 0..<min(parallelism, items.count) {
+            let i = next
+            group.addTask { (i, try await body(items[i])) }
+            next += 1
+        }
+        while let (i, r) = try await group.next() {
+            results[i] = r
+            if next < items.count {
+                let j = next
+                group.addTask { (j, try await body(items[j])) }
+                next += 1
+            }
+        }
+        return results.compactMap { $0 }
+    }
+}

@@ -1,0 +1,106 @@
+import Foundation
+import LifeboatCore
+import LifeboatPostgres
+import LifeboatRepository
+import Logging
+
+/// A real PostgreSQL cluster made with `initdb` in a sandbox, on a free loopback port, optionally
+/// archiving its WAL into a test repository through the built `lifeboat wal push`.
+public struct TestPostgres: Sendable {
+    public let cluster: LocalCluster
+    public let sandbox: TestSandbox
+
+    public static func start(in sandbox: TestSandbox, name: String = "pg", archiveTo repo: TestRepository?,
+        settings: [String: String] = [:]) async throws -> TestPostgres
+    {
+        let binaries = try PostgresBinaries.locate(majorVersion: ProcessInfo.processInfo.environment["LIFEBOAT_TEST_PG_MAJOR"] ?? "15")
+        let cluster = LocalCluster(dataDirectory: sandbox.path(name), port: TestSandbox.freePort(), socketDirectory: sandbox.root,
+            binaries: binaries, user: sandbox.user)
+        var conf: [String: String] = [
+            "fsync": "off", "shared_buffers": "32MB", "max_wal_size": "256MB", "checkpoint_timeout": "30min",
+            "log_min_messages": "warning", "wal_level": "replica",
+        ]
+        if let repo {
+            conf["archive_mode"] = "on"
+            conf["archive_command"] = "\(TestSandbox.lifeboatBinary) wal push --config \(repo.configFile) %p"
+        }
+        for (k, v) in settings { conf[k] = v }
+        try await cluster.initialize(extraSettings: conf)
+        try await cluster.start(timeout: 60)
+        return TestPostgres(cluster: cluster, sandbox: sandbox)
+    }
+
+    public var endpoint: PostgresEndpoint { cluster.endpoint() }
+    public var port: Int { cluster.port }
+
+    /// Rows of text values.
+    public func query(_ sql: String) async throws -> [[String?]] {
+        let session = try await PostgresSession.connect(endpoint, logger: TestSandbox.logger())
+        do {
+            let rows = try await session.query(sql)
+            await session.close()
+            return rows
+        } catch {
+            await session.close()
+            throw error
+        }
+    }
+
+    public func value(_ sql: String) async throws -> String? {
+        try await query(sql).first?.first ?? nil
+    }
+
+    /// The current server time (what recovery_target_time is compared with).
+    public func now() async throws -> Date {
+        try Timestamp.parse(try await value("SELECT now()::text") ?? "")
+    }
+
+    /// Forces the current WAL segment out and waits until the archiver has pushed it.
+    public func archiveCurrentWAL(timeout: TimeInterval = 30) async throws {
+        let segment = try await value("SELECT pg_walfile_name(pg_current_wal_lsn())") ?? ""
+        _ = try await query("SELECT pg_switch_wal()")
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            let last = try await value("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") ?? ""
+            if last >= segment, !last.isEmpty { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw LifeboatError(.timeout, "segment \(segment) was not archived within \(timeout)s")
+    }
+
+    /// Runs pgbench against this cluster.
+    public func pgbench(_ arguments: [String]) async throws {
+        try await CommandRunner.run(cluster.binaries.path("pgbench"),
+            arguments + ["-h", cluster.socketDirectory, "-p", String(port), "-U", cluster.superuser, "postgres"],
+            as: sandbox.user, timeout: 600)
+    }
+
+    /// pgbench's invariant: account, teller and branch balances and history deltas all sum alike.
+    public func pgbenchBalances() async throws -> (accounts: Int64, tellers: Int64, branches: Int64, history: Int64) {
+        let row = try await query("""
+            SELECT (SELECT coalesce(sum(abalance),0) FROM pgbench_accounts)::text, (SELECT coalesce(sum(tbalance),0) FROM pgbench_tellers)::text,
+                   (SELECT coalesce(sum(bbalance),0) FROM pgbench_branches)::text, (SELECT coalesce(sum(delta),0) FROM pgbench_history)::text
+            """)[0]
+        return (Int64(row[0] ?? "") ?? -1, Int64(row[1] ?? "") ?? -2, Int64(row[2] ?? "") ?? -3, Int64(row[3] ?? "") ?? -4)
+    }
+
+    public func stop() async throws { try await cluster.stop() }
+}
+
+/// Restores with the library, the way `lifeboat restore --start` does, into a fresh sandbox directory.
+public enum TestRestore {
+    public static func restore(_ repo: TestRepository, sandbox: TestSandbox, name: String, target: RecoveryTarget,
+        backupID: String? = nil, archiveMode: RestoreOptions.ArchiveMode = .off, targetTimeline: String = "latest")
+        async throws -> (report: RestoreReport, server: TestPostgres)
+    {
+        let fetch = "\(TestSandbox.lifeboatBinary) wal fetch --config \(repo.configFile) %f %p"
+        let options = RestoreOptions(destination: sandbox.path(name), target: target, backupID: backupID, restoreCommand: fetch,
+            archiveMode: archiveMode, targetTimeline: targetTimeline, start: true, port: TestSandbox.freePort(),
+            socketDirectory: sandbox.root, recoveryTimeout: 120)
+        let report = try await RestoreEngine(repository: try await repo.reopen(), logger: TestSandbox.logger()).run(options)
+        let binaries = try PostgresBinaries.locate(majorVersion: "15")
+        let cluster = LocalCluster(dataDirectory: options.destination, port: options.port, socketDirectory: sandbox.root,
+            binaries: binaries, user: sandbox.user)
+        return (report, TestPostgres(cluster: cluster, sandbox: sandbox))
+    }
+}

@@ -1,0 +1,32 @@
+import ArgumentParser
+import Foundation
+import LifeboatCore
+import LifeboatRepository
+
+struct ExpireCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "expire",
+        abstract: "Apply retention: drop expired backups, then unreferenced chunks and WAL no backup needs.")
+
+    @OptionGroup var global: GlobalOptions
+    @Flag(name: .customLong("dry-run"), help: "Show what would be removed; change nothing.") var dryRun = false
+    @Option(name: .customLong("recovery-window"), help: "Override retention.recovery_window, e.g. 7d.") var recoveryWindow: String?
+    @Option(name: .customLong("manual-retention"), help: "Override retention.manual for backups without their own, e.g. 30d.") var manualRetention: String?
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+        let settings = try Settings(global)
+        let logger = settings.makeLogger()
+        var policy = try settings.retention()
+        if let w = recoveryWindow { policy.recoveryWindow = try HumanDuration.parse(w) }
+        if let m = manualRetention { policy.manualRetention = try HumanDuration.parse(m) }
+        let repo = try await settings.openRepository(logger)
+        let report = try await Expirer(repository: repo, policy: policy).run(dryRun: dryRun)
+        if json {
+            try Output.json(report)
+            return
+        }
+        for d in report.backups { print("\(d.keep ? "keep  " : "expire") \(d.id) (\(d.kind.rawValue)): \(d.reason)") }
+        let verb = dryRun ? "would remove" : "removed"
+        print("\(verb) \(report.chunksRemoved) chunks (\(Output.bytes(UInt64(report.chunkBytesRemoved)))), \(report.walFilesRemoved) WAL files (\(Output.bytes(UInt64(report.walBytesRemoved))))")
+    }
+}

@@ -1,0 +1,34 @@
+import ArgumentParser
+import Foundation
+import LifeboatCore
+
+@main
+struct Lifeboat: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lifeboat",
+        abstract: "Disaster recovery for PostgreSQL: encrypted deduplicated backups, WAL archive, point-in-time restore.",
+        discussion: "Exit codes: 0 ok, 1 internal, 2 usage, 3 repository, 4 wrong key, 5 integrity, 6 not found, 7 locked, 8 postgres, 9 target not empty, 10 WAL conflict, 11 I/O, 12 recovery failed, 13 external command, 14 timeout.",
+        version: LifeboatVersion.current,
+        subcommands: [RepoCommand.self, BackupCommand.self, WALCommand.self, RestoreCommand.self, InfoCommand.self,
+            VerifyCommand.self, ExpireCommand.self, DemoCommand.self])
+
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch let error as LifeboatError {
+            FileHandle.standardError.write(Data((error.description + "\n").utf8))
+            Foundation.exit(error.code.exitCode)
+        } catch {
+            if exitCode(for: error) == .validationFailure {
+                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                Foundation.exit(LifeboatError.Code.invalidUsage.exitCode)
+            }
+            exit(withError: error)
+        }
+    }
+}

@@ -1,0 +1,209 @@
+/// The `lifeboat` executable: parses the command line, the config file and the environment into
+/// library calls, prints results, and maps errors to documented exit codes. No logic of its own.
+import ArgumentParser
+import Foundation
+import LifeboatCore
+import LifeboatPostgres
+import LifeboatRepository
+import Logging
+import Yams
+
+/// Options every command accepts.
+struct GlobalOptions: ParsableArguments {
+    @Option(name: .long, help: "YAML configuration file (also LIFEBOAT_CONFIG).")
+    var config: String?
+
+    @Option(name: .long, help: "Repository location (also LIFEBOAT_REPO).")
+    var repo: String?
+
+    @Option(name: .customLong("key-file"), help: "File holding the repository passphrase (else LIFEBOAT_PASSPHRASE).")
+    var keyFile: String?
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning or error (also LIFEBOAT_LOG_LEVEL).")
+    var logLevel: String?
+}
+
+/// Settings merged from, in order of precedence: command-line options, environment, config file.
+struct Settings {
+    static let knownKeys: Set<String> = [
+        "repo", "key_file", "passphrase", "pgdata", "pghost", "pgport", "pguser", "pgdatabase", "pgpassword", "pg_bin",
+        "parallelism", "compression", "compression_level", "chunk_size", "retention", "wal_timeout", "log_level",
+    ]
+    static let knownRetentionKeys: Set<String> = ["recovery_window", "manual"]
+
+    var configPath: String?
+    var file: [String: Any] = [:]
+    var global: GlobalOptions
+    let env = ProcessInfo.processInfo.environment
+
+    init(_ global: GlobalOptions) throws {
+        self.global = global
+        configPath = global.config ?? env["LIFEBOAT_CONFIG"]
+        if let path = configPath {
+            configPath = Self.absolute(path)
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw LifeboatError(.invalidUsage, "cannot read configuration file \(path)")
+            }
+            let loaded: Any?
+            do {
+                loaded = try Yams.load(yaml: text)
+            } catch {
+                throw LifeboatError(.invalidUsage, "configuration file \(path) is not valid YAML", cause: error)
+            }
+            guard let dict = (loaded ?? [String: Any]()) as? [String: Any] else {
+                throw LifeboatError(.invalidUsage, "configuration file \(path) must be a mapping of keys to values")
+            }
+            for key in dict.keys where !Self.knownKeys.contains(key) {
+                throw LifeboatError(.invalidUsage, "unknown configuration key '\(key)' in \(path)",
+                    hint: "valid keys: \(Self.knownKeys.sorted().joined(separator: ", "))")
+            }
+            if let retention = dict["retention"] {
+                guard let r = retention as? [String: Any] else {
+                    throw LifeboatError(.invalidUsage, "'retention' in \(path) must be a mapping (recovery_window, manual)")
+                }
+                for key in r.keys where !Self.knownRetentionKeys.contains(key) {
+                    throw LifeboatError(.invalidUsage, "unknown configuration key 'retention.\(key)' in \(path)",
+                        hint: "valid keys under retention: recovery_window, manual")
+                }
+            }
+            file = dict
+        }
+    }
+
+    static func absolute(_ path: String) -> String {
+        path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+    }
+
+    func string(_ key: String, env envName: String? = nil) -> String? {
+        if let envName, let v = env[envName], !v.isEmpty { return v }
+        if let v = file[key] { return "\(v)" }
+        return nil
+    }
+
+    func int(_ key: String, env envName: String? = nil) throws -> Int? {
+        guard let text = string(key, env: envName) else { return nil }
+        guard let v = Int(text) else { throw LifeboatError(.invalidUsage, "\(key) must be a whole number, not '\(text)'") }
+        return v
+    }
+
+    var logLevel: Logger.Level {
+        let text = global.logLevel ?? string("log_level", env: "LIFEBOAT_LOG_LEVEL") ?? "warning"
+        return Logger.Level(rawValue: text.lowercased()) ?? .warning
+    }
+
+    func makeLogger() -> Logger {
+        let level = logLevel
+        LoggingSetup.once(level: level)
+        var logger = Logger(label: "lifeboat")
+        logger.logLevel = level
+        return logger
+    }
+
+    var repoLocation: String? { global.repo ?? string("repo", env: "LIFEBOAT_REPO") }
+
+    func store() throws -> any ObjectStore {
+        guard let location = repoLocation else {
+            throw LifeboatError(.invalidUsage, "no repository given", hint: "pass --repo PATH, set LIFEBOAT_REPO, or put repo: in the config file")
+        }
+        if location.hasPrefix("s3://") {
+            throw LifeboatError(.invalidUsage, "S3 repositories are not available in this build yet", hint: "use a local directory path")
+        }
+        let path = location.hasPrefix("file://") ? String(location.dropFirst("file://".count)) : location
+        return FileStore(root: Self.absolute(path))
+    }
+
+    var keyFilePath: String? { (global.keyFile ?? string("key_file")).map(Self.absolute) }
+
+    func keySource() throws -> KeySource {
+        if let path = keyFilePath { return .keyFile(path) }
+        if let p = env["LIFEBOAT_PASSPHRASE"], !p.isEmpty { return .passphrase(p) }
+        if let p = file["passphrase"] { return .passphrase("\(p)") }
+        throw LifeboatError(.invalidUsage, "no repository key given",
+            hint: "pass --key-file FILE, set LIFEBOAT_PASSPHRASE, or put key_file: in the config file")
+    }
+
+    func openRepository(_ logger: Logger) async throws -> Repository {
+        try await Repository.open(store: try store(), key: try keySource(), logger: logger)
+    }
+
+    func endpoint(host: String?, port: Int?, user: String?, database: String?) throws -> PostgresEndpoint {
+        var e = PostgresEndpoint()
+        e.host = host ?? string("pghost", env: "PGHOST") ?? e.host
+        e.port = try port ?? int("pgport", env: "PGPORT") ?? e.port
+        e.user = user ?? string("pguser", env: "PGUSER") ?? e.user
+        e.database = database ?? string("pgdatabase", env: "PGDATABASE") ?? e.database
+        e.password = string("pgpassword", env: "PGPASSWORD")
+        return e
+    }
+
+    func retention() throws -> RetentionPolicy {
+        var policy = RetentionPolicy.seedDefault
+        if let r = file["retention"] as? [String: Any] {
+            if let w = r["recovery_window"] { policy.recoveryWindow = try HumanDuration.parse("\(w)") }
+            if let m = r["manual"] { policy.manualRetention = try HumanDuration.parse("\(m)") }
+        }
+        return policy
+    }
+
+    func parallelism(_ explicit: Int?) throws -> Int {
+        let p = try explicit ?? int("parallelism") ?? 4
+        guard (1...64).contains(p) else { throw LifeboatError(.invalidUsage, "parallelism must be between 1 and 64") }
+        return p
+    }
+
+    /// The absolute path of this executable, for archive_command and restore_command.
+    static var executablePath: String {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    }
+
+    /// The repository options to repeat in a command PostgreSQL runs (`%f %p` appended by callers).
+    func passthroughArguments() -> [String] {
+        var args: [String] = []
+        if let configPath { args += ["--config", configPath] }
+        if let repo = global.repo { args += ["--repo", Self.absolute(repo)] }
+        if let keyFile = global.keyFile { args += ["--key-file", Self.absolute(keyFile)] }
+        return args
+    }
+
+    static func shellQuote(_ s: String) -> String {
+        if s.allSatisfy({ $0.isLetter || $0.isNumber || "/-_.=%:".contains($0) }) { return s }
+        return "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'"
+    }
+}
+
+enum LoggingSetup {
+    nonisolated(unsafe) private static var done = false
+    private static let lock = NSLock()
+
+    static func once(level: Logger.Level) {
+        lock.withLock {
+            guard !done else { return }
+            done = true
+            LoggingSystem.bootstrap { label in
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            }
+        }
+    }
+}
+
+/// Output helpers: human text, or JSON with `--json`.
+enum Output {
+    static func json<T: Encodable>(_ value: T) throws {
+        let encoder = RepositoryJSON.encoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+        print(String(decoding: try encoder.encode(value), as: UTF8.self))
+    }
+
+    static func bytes(_ n: UInt64) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var v = Double(n)
+        var i = 0
+        while v >= 1024, i < units.count - 1 {
+            v /= 1024
+            i += 1
+        }
+        return i == 0 ? "\(n) B" : String(format: "%.1f %@", v, units[i])
+    }
+}
