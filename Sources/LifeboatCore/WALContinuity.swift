@@ -26,14 +26,15 @@ public struct WALContinuity: Sendable {
 
     /// Segment numbers from `start` to the last archived segment along the path to the latest
     /// timeline, with the timeline each should be on; returns the ones missing.
-    /// `through` is the last segment number that must exist at minimum (the backup's stop segment).
-    public func missingSegments(from start: WALSegment, through mustReach: UInt64) -> [WALSegment] {
+    /// `through` is the last segment number that must exist at minimum (the backup's stop segment);
+    /// with `toEndOfArchive` false, nothing past it is checked.
+    public func missingSegments(from start: WALSegment, through mustReach: UInt64, toEndOfArchive: Bool = true) -> [WALSegment] {
         let target = latestTimeline(from: start.timeline)
         let history = histories[target] ?? TimelineHistory(timeline: target, entries: [])
         let relevant = segments.filter { history.contains(timeline: $0.timeline) }
         let lastArchived = relevant.map { $0.number(segmentSize: segmentSize) }.max() ?? 0
         let first = start.number(segmentSize: segmentSize)
-        let last = max(lastArchived, mustReach)
+        let last = toEndOfArchive ? max(lastArchived, mustReach) : mustReach
         guard last >= first else { return [] }
         var missing: [WALSegment] = []
         for n in first...last {

@@ -18,7 +18,8 @@ public struct VerifyReport: Codable, Sendable {
 }
 
 /// Authenticates every object, checks that every manifest's chunks exist, and that the archive
-/// holds all WAL from each backup's start to the end of the archive.
+/// holds all WAL from each automated backup's start to the end of the archive (from each manual
+/// backup's start to its stop).
 public struct Verifier: Sendable {
     public var repository: Repository
     public var parallelism: Int
@@ -96,11 +97,16 @@ public struct Verifier: Sendable {
         })
         for b in backups {
             let continuity = WALContinuity(segmentSize: b.walSegmentSize, segments: segments, histories: histories)
-            let missing = continuity.missingSegments(from: b.startSegment, through: b.stopSegment.number(segmentSize: b.walSegmentSize))
+            // Automated backups promise point-in-time recovery to the end of the archive; manual
+            // snapshots promise only their own end (the WAL expire keeps for them).
+            let toEnd = b.kind == .automated
+            let missing = continuity.missingSegments(from: b.startSegment, through: b.stopSegment.number(segmentSize: b.walSegmentSize),
+                toEndOfArchive: toEnd)
             if !missing.isEmpty {
                 let shown = missing.prefix(5).map(\.name).joined(separator: ", ")
+                let what = toEnd ? "replay to the end of the archive" : "become consistent"
                 problems.append(.init(object: Repository.backupKey(b.id),
-                    message: "backup \(b.id) cannot replay to the end of the archive: \(missing.count) WAL segment(s) missing (\(shown)\(missing.count > 5 ? ", ..." : ""))"))
+                    message: "backup \(b.id) cannot \(what): \(missing.count) WAL segment(s) missing (\(shown)\(missing.count > 5 ? ", ..." : ""))"))
             }
         }
         return VerifyReport(objectsChecked: encrypted.count, bytesChecked: encrypted.reduce(0) { $0 + $1.size },
