@@ -56,7 +56,7 @@ let package = Package(
         .testTarget(name: "LifeboatCoreTests", dependencies: ["LifeboatCore"], swiftSettings: strict),
         .testTarget(
             name: "LifeboatRepositoryTests",
-            dependencies: ["LifeboatRepository", "LifeboatTesting"], swiftSettings: strict),
+            dependencies: ["LifeboatRepository", "LifeboatPostgres", "LifeboatTesting"], swiftSettings: strict),
         .testTarget(
             name: "LifeboatPostgresTests",
             dependencies: ["LifeboatPostgres", "LifeboatTesting"], swiftSettings: strict),

@@ -27,6 +27,16 @@ public struct LockRecord: Codable, Sendable, Equatable {
     public var pid: Int32
     public var created: Date
     public var refreshed: Date
+
+    public init(id: String, kind: Kind, purpose: String, host: String, pid: Int32, created: Date, refreshed: Date) {
+        self.id = id
+        self.kind = kind
+        self.purpose = purpose
+        self.host = host
+        self.pid = pid
+        self.created = created
+        self.refreshed = refreshed
+    }
 }
 
 public final class RepositoryLock: Sendable {

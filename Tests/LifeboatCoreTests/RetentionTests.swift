@@ -1,0 +1,84 @@
+import Foundation
+import LifeboatCore
+import Testing
+
+func record(_ id: String, _ kind: BackupKind, stoppedDaysAgo days: Double, now: Date, retainDays: Double? = nil,
+    startSegment: UInt64 = 2, stopSegment: UInt64 = 2, nextXid: UInt64? = nil) -> BackupRecord
+{
+    let size: UInt64 = 16 << 20
+    let stop = now.addingTimeInterval(-days * 86400)
+    return BackupRecord(id: id, kind: kind, tags: [:], retainUntil: retainDays.map { stop.addingTimeInterval($0 * 86400) },
+        startTime: stop.addingTimeInterval(-60), stopTime: stop, startLSN: LSN(startSegment * size + 40),
+        stopLSN: LSN(stopSegment * size + 256), timeline: 1, nextXidAtStop: nextXid, walSegmentSize: size, postgresVersion: "15",
+        systemIdentifier: "1", backupLabel: "", tablespaceMap: "", fileCount: 1, logicalBytes: 1, newStoredBytes: 1, newChunks: 1,
+        totalChunks: 1, manifestObject: "manifests/\(id)", host: "h", lifeboatVersion: "t")
+}
+
+struct RetentionTests {
+    let now = Date(timeIntervalSince1970: 1_800_000_000)
+
+    @Test func automatedKeepsWindowPlusItsBase() {
+        let backups = [
+            record("a10", .automated, stoppedDaysAgo: 10, now: now), record("a8", .automated, stoppedDaysAgo: 8, now: now),
+            record("a6", .automated, stoppedDaysAgo: 6, now: now), record("a1", .automated, stoppedDaysAgo: 1, now: now),
+        ]
+        let plan = ExpirePlan.make(backups: backups, policy: .seedDefault, now: now)
+        #expect(plan.expired == ["a10"])
+        #expect(plan.kept == ["a8", "a6", "a1"])
+    }
+
+    @Test func manualKeepsItsOwnRetention() {
+        let backups = [
+            record("m40", .manual, stoppedDaysAgo: 40, now: now),  // policy default 30d: expired
+            record("m40keep", .manual, stoppedDaysAgo: 40, now: now, retainDays: 90),
+            record("m20", .manual, stoppedDaysAgo: 20, now: now),
+            record("m3short", .manual, stoppedDaysAgo: 3, now: now, retainDays: 1),
+            record("a1", .automated, stoppedDaysAgo: 1, now: now),
+        ]
+        let plan = ExpirePlan.make(backups: backups, policy: .seedDefault, now: now)
+        #expect(Set(plan.expired) == ["m40", "m3short"])
+    }
+
+    @Test func newestBackupIsNeverExpired() {
+        let backups = [record("m", .manual, stoppedDaysAgo: 100, now: now), record("old", .manual, stoppedDaysAgo: 200, now: now)]
+        let plan = ExpirePlan.make(backups: backups, policy: .seedDefault, now: now)
+        #expect(plan.kept == ["m"])
+        #expect(plan.expired == ["old"])
+    }
+
+    @Test func walNeededByKeptBackups() {
+        let size: UInt64 = 16 << 20
+        let auto = record("a", .automated, stoppedDaysAgo: 1, now: now, startSegment: 20, stopSegment: 21)
+        let manual = record("m", .manual, stoppedDaysAgo: 9, now: now, startSegment: 5, stopSegment: 6)
+        func needed(_ n: UInt64) -> Bool {
+            ExpirePlan.walNeeded(.segment(WALSegment(timeline: 1, number: n, segmentSize: size)), keptBackups: [auto, manual])
+        }
+        #expect(!needed(4))
+        #expect(needed(5) && needed(6))
+        #expect(!needed(7) && !needed(19))
+        #expect(needed(20) && needed(500))
+        #expect(ExpirePlan.walNeeded(.history(timeline: 2), keptBackups: []))
+    }
+
+    @Test func chooseBackupForTargets() throws {
+        let b1 = record("b1", .automated, stoppedDaysAgo: 3, now: now, startSegment: 2, stopSegment: 2, nextXid: 100)
+        let b2 = record("b2", .automated, stoppedDaysAgo: 2, now: now, startSegment: 8, stopSegment: 9, nextXid: 500)
+        let all = [b2, b1]
+        #expect(try RecoveryTarget.latest.chooseBackup(from: all).id == "b2")
+        #expect(try RecoveryTarget.time(now.addingTimeInterval(-2.5 * 86400)).chooseBackup(from: all).id == "b1")
+        #expect(try RecoveryTarget.time(now).chooseBackup(from: all).id == "b2")
+        #expect(try RecoveryTarget.lsn(b2.stopLSN).chooseBackup(from: all).id == "b2")
+        #expect(try RecoveryTarget.lsn(LSN(b2.stopLSN.value - 1)).chooseBackup(from: all).id == "b1")
+        #expect(try RecoveryTarget.xid(499).chooseBackup(from: all).id == "b1")
+        #expect(try RecoveryTarget.xid(500).chooseBackup(from: all).id == "b2")
+        #expect(try RecoveryTarget.name("x").chooseBackup(from: all).id == "b1")
+        #expect(throws: LifeboatError.self) { try RecoveryTarget.time(now.addingTimeInterval(-30 * 86400)).chooseBackup(from: all) }
+        #expect(throws: LifeboatError.self) { try RecoveryTarget.latest.chooseBackup(from: []) }
+    }
+
+    @Test func recoverySettings() {
+        #expect(RecoveryTarget.latest.recoverySettings() == [:])
+        #expect(RecoveryTarget.immediate.recoverySettings() == ["recovery_target": "immediate", "recovery_target_action": "promote"])
+        #expect(RecoveryTarget.xid(42).recoverySettings()["recovery_target_xid"] == "42")
+    }
+}

@@ -1,0 +1,109 @@
+import Foundation
+import LifeboatCore
+import Testing
+
+struct LSNTests {
+    @Test func parsesAndPrints() throws {
+        let lsn = try #require(LSN("16/B374D848"))
+        #expect(lsn.value == 0x16_B374_D848)
+        #expect(lsn.description == "16/B374D848")
+        #expect(LSN("0/0")?.value == 0)
+        #expect(LSN("1/0")! > LSN("0/FFFFFFFF")!)
+    }
+
+    @Test(arguments: ["", "/", "1/", "x/1", "1/2/3", "123456789/0", "0/1G"])
+    func rejectsGarbage(_ text: String) {
+        #expect(LSN(text) == nil)
+    }
+}
+
+struct WALNameTests {
+    let size: UInt64 = 16 * 1024 * 1024
+
+    @Test func segmentContainingLSN() {
+        let seg = WALSegment(timeline: 1, containing: LSN(0x1_0300_0028), segmentSize: size)
+        #expect(seg.name == "000000010000000100000003")
+        #expect(seg.number(segmentSize: size) == 256 + 3)
+        #expect(seg.startLSN(segmentSize: size) == LSN(0x1_0300_0000))
+        // Segment numbering carries over the 4 GiB "log id" boundary.
+        let last = WALSegment(timeline: 2, number: 255, segmentSize: size)
+        #expect(last.name == "0000000200000000000000FF")
+        #expect(WALSegment(timeline: 2, number: 256, segmentSize: size).name == "000000020000000100000000")
+    }
+
+    @Test func otherSegmentSizes() {
+        let oneGiB: UInt64 = 1 << 30
+        #expect(WALSegment(timeline: 1, number: 4, segmentSize: oneGiB).name == "000000010000000100000000")
+        #expect(WALSegment(timeline: 1, number: 5, segmentSize: oneGiB).name == "000000010000000100000001")
+    }
+
+    @Test func classifiesArchiveFileNames() {
+        #expect(WALFileName("000000010000000000000003") == .segment(WALSegment(timeline: 1, logID: 0, segID: 3)))
+        #expect(WALFileName("0000000A.history") == .history(timeline: 10))
+        #expect(WALFileName("000000010000000000000003.partial") == .partial(WALSegment(timeline: 1, logID: 0, segID: 3)))
+        #expect(WALFileName("000000010000000000000002.00000028.backup") == .backupHistory(WALSegment(timeline: 1, logID: 0, segID: 2), offset: "00000028"))
+        for bad in ["00000001000000000000000", "0000000g0000000000000003", "00000001.hist", "RECOVERYXLOG", "../etc/passwd",
+            "000000010000000000000003.backup"]
+        {
+            #expect(WALFileName(bad) == nil, "\(bad)")
+        }
+        #expect(WALFileName("000000010000000000000002.00000028.backup")?.description == "000000010000000000000002.00000028.backup")
+    }
+}
+
+struct TimelineTests {
+    let size: UInt64 = 16 * 1024 * 1024
+
+    @Test func parsesHistoryAndLocatesTimelines() throws {
+        let h = try TimelineHistory(timeline: 3, text: "1\t0/5000000\tbefore 2026-11-29\n\n# comment\n2\t0/9000A28\tno recovery target specified\n")
+        #expect(h.entries.count == 2)
+        #expect(h.timeline(at: LSN(0x4FF_FFFF)) == 1)
+        #expect(h.timeline(at: LSN(0x500_0000)) == 2)
+        #expect(h.timeline(at: LSN(0x900_0A28)) == 3)
+        #expect(h.contains(timeline: 1) && h.contains(timeline: 3) && !h.contains(timeline: 4))
+        #expect(throws: LifeboatError.self) { try TimelineHistory(timeline: 2, text: "one\tzero\n") }
+    }
+
+    @Test func continuityFollowsTimelineSwitch() throws {
+        // Timeline 1: segments 2..5; switch to timeline 2 inside segment 5; timeline 2: 5..7.
+        let h2 = try TimelineHistory(timeline: 2, text: "1\t0/5000100\tpromoted\n")
+        var segments: Set<WALSegment> = []
+        for n in 2...4 { segments.insert(WALSegment(timeline: 1, number: UInt64(n), segmentSize: size)) }
+        for n in 5...7 { segments.insert(WALSegment(timeline: 2, number: UInt64(n), segmentSize: size)) }
+        var c = WALContinuity(segmentSize: size, segments: segments, histories: [2: h2])
+        let start = WALSegment(timeline: 1, number: 2, segmentSize: size)
+        #expect(c.latestTimeline(from: 1) == 2)
+        #expect(c.missingSegments(from: start, through: 3) == [])
+        // A hole on timeline 2 is found.
+        c.segments.remove(WALSegment(timeline: 2, number: 6, segmentSize: size))
+        #expect(c.missingSegments(from: start, through: 3).map(\.name) == ["000000020000000000000006"])
+        // Without the history file, timeline 2 is not followed: the end of timeline 1 is segment 4.
+        let noHistory = WALContinuity(segmentSize: size, segments: segments, histories: [:])
+        #expect(noHistory.missingSegments(from: start, through: 3) == [])
+        // The backup's own WAL must exist even at the end of the archive.
+        #expect(noHistory.missingSegments(from: start, through: 9, toEndOfArchive: false).count == 5)
+    }
+}
+
+struct DurationAndTimeTests {
+    @Test func durations() throws {
+        #expect(try HumanDuration.parse("7d") == 7 * 86400)
+        #expect(try HumanDuration.parse("90s") == 90)
+        #expect(try HumanDuration.parse("1.5h") == 5400)
+        #expect(try HumanDuration.parse("2w") == 14 * 86400)
+        #expect(throws: LifeboatError.self) { try HumanDuration.parse("7") }
+        #expect(throws: LifeboatError.self) { try HumanDuration.parse("7y") }
+        #expect(throws: LifeboatError.self) { try HumanDuration.parse("-1d") }
+    }
+
+    @Test func timestamps() throws {
+        let a = try Timestamp.parse("2026-11-29T03:00:00Z")
+        #expect(try Timestamp.parse("2026-11-29 04:00:00+01") == a)
+        #expect(try Timestamp.parse("2026-11-29T04:00:00+01:00") == a)
+        let withFraction = try Timestamp.parse("2026-11-29 03:00:00.25+00")
+        #expect(withFraction.timeIntervalSince(a) == 0.25)
+        #expect(Timestamp.postgres(withFraction) == "2026-11-29 03:00:00.250000+00")
+        #expect(throws: LifeboatError.self) { try Timestamp.parse("2026-11-29 03:00:00") }
+        #expect(throws: LifeboatError.self) { try Timestamp.parse("yesterday") }
+    }
+}
