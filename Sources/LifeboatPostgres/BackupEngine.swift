@@ -107,6 +107,7 @@ public struct BackupEngine: Sendable {
         else { throw LifeboatError(.postgres, "pg_backup_start returned no LSN") }
         let startTime = Date()
         log.info("backup started", metadata: ["lifeboat.lsn.start": .string(startLSN.description)])
+        FaultPoint.reached("backup.started")
 
         let items = try DataDirectoryScan.scan(pgdata)
         let chunkSize = repo.config.chunkSize
@@ -119,6 +120,7 @@ public struct BackupEngine: Sendable {
             stop.count == 3, let stopLSN = LSN(stop[0] ?? "")
         else { throw LifeboatError(.postgres, "pg_backup_stop returned nothing usable") }
         let stopTime = Date()
+        FaultPoint.reached("backup.stopped")
         let nextXid = try await session.value("SELECT pg_snapshot_xmax(pg_current_snapshot())::text").flatMap { UInt64($0) }
         let label = stop[1] ?? ""
         let timeline = Self.labelTimeline(label) ?? 1
@@ -137,6 +139,7 @@ public struct BackupEngine: Sendable {
         let manifest = BackupManifest(backupID: id, chunkSize: chunkSize, entries: manifestEntries)
         var record = record0
         record.manifestObject = try await repo.writeManifest(manifest)
+        FaultPoint.reached("backup.manifest")
         let totals = await stats.totals()
         record.fileCount = manifestEntries.filter { $0.type == .file }.count
         record.logicalBytes = totals.logical
@@ -183,6 +186,7 @@ public struct BackupEngine: Sendable {
             var stored = 0
             if await known.claim(id) {
                 stored = try await repository.putChunk(id: id, data: Data(block))
+                FaultPoint.counted("backup.chunks", await stats.storedChunks())
             }
             await stats.add(logical: filled, stored: stored, isNew: stored > 0)
             chunks.append(id)
@@ -262,6 +266,8 @@ actor BackupStats {
         chunks += 1
         if isNew { newChunks += 1 }
     }
+
+    func storedChunks() -> Int { newChunks }
 
     func totals() -> (logical: UInt64, stored: UInt64, newChunks: Int, chunks: Int) { (logical, stored, newChunks, chunks) }
 }

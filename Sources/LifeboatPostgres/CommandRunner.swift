@@ -52,7 +52,10 @@ public struct OSUser: Sendable, Equatable {
 /// The outcome of a finished program.
 public struct CommandResult: Sendable {
     public var status: Int32
+    /// Standard output (and standard error unless it was kept apart).
     public var output: String
+    /// Standard error, when kept apart.
+    public var errors: String = ""
 }
 
 /// A started child process. Reaped with `waitpid`, which (unlike Foundation's `Process`) stays
@@ -106,23 +109,37 @@ public enum CommandRunner {
     public static func run(_ executable: String, _ arguments: [String], as user: OSUser? = nil,
         environment: [String: String] = [:], check: Bool = true, timeout: TimeInterval? = nil) async throws -> CommandResult
     {
+        try await runSeparately(executable, arguments, as: user, environment: environment, check: check, timeout: timeout,
+            separateErrors: false)
+    }
+
+    /// Like `run`, with stderr kept apart from stdout when `separateErrors` is true.
+    public static func runSeparately(_ executable: String, _ arguments: [String], as user: OSUser? = nil,
+        environment: [String: String] = [:], check: Bool = true, timeout: TimeInterval? = nil, separateErrors: Bool = true)
+        async throws -> CommandResult
+    {
         let outputPath = FileManager.default.temporaryDirectory.appendingPathComponent("lifeboat-cmd-\(UUID().uuidString)").path
-        defer { unlink(outputPath) }
-        let child = try spawn(executable, arguments, as: user, environment: environment, outputPath: outputPath)
+        let errorPath = separateErrors ? outputPath + ".err" : nil
+        defer {
+            unlink(outputPath)
+            if let errorPath { unlink(errorPath) }
+        }
+        let child = try spawn(executable, arguments, as: user, environment: environment, outputPath: outputPath, errorPath: errorPath)
         let status = try await child.wait(timeout: timeout)
         let output = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
+        let errors = errorPath.flatMap { try? String(contentsOfFile: $0, encoding: .utf8) } ?? ""
         if check, status != 0 {
-            let tail = output.split(separator: "\n").suffix(15).joined(separator: "\n")
+            let tail = (output + errors).split(separator: "\n").suffix(15).joined(separator: "\n")
             throw LifeboatError(.externalCommand,
                 "\((executable as NSString).lastPathComponent) \(arguments.prefix(3).joined(separator: " ")) failed with status \(status)",
                 hint: tail.isEmpty ? nil : "its last output:\n\(tail)")
         }
-        return CommandResult(status: status, output: output)
+        return CommandResult(status: status, output: output, errors: errors)
     }
 
     /// Starts a program with stdout and stderr appended to `outputPath`; the caller waits for it.
     public static func spawn(_ executable: String, _ arguments: [String], as user: OSUser? = nil,
-        environment: [String: String] = [:], outputPath: String) throws -> ChildProcess
+        environment: [String: String] = [:], outputPath: String, errorPath: String? = nil) throws -> ChildProcess
     {
         var argv = [executable] + arguments
         var program = executable
@@ -146,12 +163,18 @@ public enum CommandRunner {
         guard out >= 0 else { throw LifeboatError(.io, "cannot create \(outputPath): \(String(cString: strerror(errno)))") }
         defer { close(out) }
         user.map { _ = fchown(out, $0.uid, $0.gid) }
+        var err = out
+        if let errorPath {
+            err = open(errorPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+            guard err >= 0 else { throw LifeboatError(.io, "cannot create \(errorPath): \(String(cString: strerror(errno)))") }
+        }
+        defer { if err != out { close(err) } }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_adddup2(&actions, out, 1)
-        posix_spawn_file_actions_adddup2(&actions, out, 2)
+        posix_spawn_file_actions_adddup2(&actions, err, 2)
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
