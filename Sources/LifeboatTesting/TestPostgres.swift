@@ -10,6 +10,12 @@ public struct TestPostgres: Sendable {
     public let cluster: LocalCluster
     public let sandbox: TestSandbox
 
+    /// Wraps a cluster started by other means (for example by `lifeboat restore --start`).
+    public init(cluster: LocalCluster, sandbox: TestSandbox) {
+        self.cluster = cluster
+        self.sandbox = sandbox
+    }
+
     public static func start(in sandbox: TestSandbox, name: String = "pg", archiveTo repo: TestRepository?,
         settings: [String: String] = [:]) async throws -> TestPostgres
     {
