@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "LifeboatCore", targets: ["LifeboatCore"]),
         .library(name: "LifeboatRepository", targets: ["LifeboatRepository"]),
         .library(name: "LifeboatPostgres", targets: ["LifeboatPostgres"]),
+        .library(name: "LifeboatRunbooks", targets: ["LifeboatRunbooks"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -41,13 +42,21 @@ let package = Package(
             ],
             swiftSettings: strict),
         .target(
+            name: "LifeboatRunbooks",
+            dependencies: [
+                "LifeboatCore", "LifeboatRepository", "LifeboatPostgres",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: strict),
+        .target(
             name: "LifeboatTesting",
             dependencies: ["LifeboatCore", "LifeboatRepository", "LifeboatPostgres"],
             swiftSettings: strict),
         .executableTarget(
             name: "lifeboat",
             dependencies: [
-                "LifeboatCore", "LifeboatRepository", "LifeboatPostgres",
+                "LifeboatCore", "LifeboatRepository", "LifeboatPostgres", "LifeboatRunbooks",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
@@ -60,6 +69,9 @@ let package = Package(
         .testTarget(
             name: "LifeboatPostgresTests",
             dependencies: ["LifeboatPostgres", "LifeboatTesting"], swiftSettings: strict),
+        .testTarget(
+            name: "LifeboatRunbooksTests",
+            dependencies: ["LifeboatRunbooks", "LifeboatTesting"], swiftSettings: strict),
         .testTarget(
             name: "LifeboatCLITests",
             dependencies: ["LifeboatTesting", "lifeboat"], swiftSettings: strict),

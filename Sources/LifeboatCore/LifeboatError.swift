@@ -35,6 +35,10 @@ public struct LifeboatError: Error, CustomStringConvertible, Sendable {
         case externalCommand
         /// A step took longer than allowed.
         case timeout
+        /// A drill or runbook ran but a check failed or an objective was missed.
+        case objectiveMissed
+        /// A runbook step needed confirmation and did not get it.
+        case notConfirmed
         /// An unexpected internal state; please report it.
         case internalError
 
@@ -55,6 +59,8 @@ public struct LifeboatError: Error, CustomStringConvertible, Sendable {
             case .recoveryFailed: return 12
             case .externalCommand: return 13
             case .timeout: return 14
+            case .objectiveMissed: return 15
+            case .notConfirmed: return 16
             }
         }
     }

@@ -313,3 +313,24 @@ public enum LogKey {
     public static let path = "lifeboat.path"
     public static let lock = "lifeboat.lock"
 }
+
+// MARK: - other records
+
+extension Repository {
+    /// Stores an encrypted JSON record under `key` (write-once).
+    public func writeRecord<T: Encodable>(_ key: String, _ value: T) async throws {
+        guard try await writeSealed(key, plaintext: try RepositoryJSON.encoder().encode(value)) != nil else {
+            throw LifeboatError(.repository, "\(key) already exists")
+        }
+    }
+
+    /// Reads an encrypted JSON record.
+    public func readRecord<T: Decodable>(_ key: String, as type: T.Type) async throws -> T {
+        let data = try await readSealed(key)
+        do {
+            return try RepositoryJSON.decoder().decode(type, from: data)
+        } catch {
+            throw LifeboatError(.integrity, "record \(key) is unreadable", cause: error)
+        }
+    }
+}

@@ -5,6 +5,7 @@ import Foundation
 import LifeboatCore
 import LifeboatPostgres
 import LifeboatRepository
+import LifeboatRunbooks
 import Logging
 import Yams
 
@@ -27,8 +28,9 @@ struct GlobalOptions: ParsableArguments {
 struct Settings {
     static let knownKeys: Set<String> = [
         "repo", "key_file", "passphrase", "pgdata", "pghost", "pgport", "pguser", "pgdatabase", "pgpassword", "pg_bin",
-        "parallelism", "compression", "compression_level", "chunk_size", "retention", "wal_timeout", "log_level",
+        "parallelism", "compression", "compression_level", "chunk_size", "retention", "wal_timeout", "log_level", "drill",
     ]
+    static let knownDrillKeys: Set<String> = ["scratch_dir", "report_dir", "objectives", "checks"]
     static let knownRetentionKeys: Set<String> = ["recovery_window", "manual"]
 
     var configPath: String?
@@ -66,8 +68,50 @@ struct Settings {
                         hint: "valid keys under retention: recovery_window, manual")
                 }
             }
+            if let drill = dict["drill"] {
+                guard let d = drill as? [String: Any] else {
+                    throw LifeboatError(.invalidUsage, "'drill' in \(path) must be a mapping (\(Self.knownDrillKeys.sorted().joined(separator: ", ")))")
+                }
+                for key in d.keys where !Self.knownDrillKeys.contains(key) {
+                    throw LifeboatError(.invalidUsage, "unknown configuration key 'drill.\(key)' in \(path)",
+                        hint: "valid keys under drill: \(Self.knownDrillKeys.sorted().joined(separator: ", "))")
+                }
+            }
             file = dict
         }
+    }
+
+    var drillSection: [String: Any] { file["drill"] as? [String: Any] ?? [:] }
+
+    /// `drill.checks`: a list of {name, sql, expect | min | max}.
+    func drillChecks() throws -> [DrillCheck] {
+        guard let list = drillSection["checks"] else { return [] }
+        guard let items = list as? [[String: Any]] else {
+            throw LifeboatError(.invalidUsage, "drill.checks must be a list of {name, sql, expect|min|max}")
+        }
+        return try items.map { item in
+            for key in item.keys where !["name", "sql", "expect", "min", "max"].contains(key) {
+                throw LifeboatError(.invalidUsage, "unknown key '\(key)' in a drill check", hint: "use name, sql, expect, min, max")
+            }
+            guard let sql = item["sql"] as? String else { throw LifeboatError(.invalidUsage, "a drill check needs sql") }
+            func number(_ k: String) throws -> Double? {
+                guard let v = item[k] else { return nil }
+                guard let d = Double("\(v)") else { throw LifeboatError(.invalidUsage, "drill check \(k) must be a number") }
+                return d
+            }
+            return DrillCheck(name: item["name"].map { "\($0)" } ?? sql, sql: sql, expect: item["expect"].map { "\($0)" },
+                min: try number("min"), max: try number("max"))
+        }
+    }
+
+    /// `drill.objectives.<scenario>.rto|rpo`, over the seed's defaults.
+    func drillObjectives(_ scenario: DrillScenario) throws -> DrillObjectives {
+        var o = scenario.defaultObjectives
+        if let all = drillSection["objectives"] as? [String: Any], let mine = all[scenario.rawValue] as? [String: Any] {
+            if let rto = mine["rto"] { o.rtoSeconds = try HumanDuration.parse("\(rto)") }
+            if let rpo = mine["rpo"] { o.rpoSeconds = try HumanDuration.parse("\(rpo)") }
+        }
+        return o
     }
 
     static func absolute(_ path: String) -> String {

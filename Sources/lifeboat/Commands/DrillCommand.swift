@@ -1,0 +1,98 @@
+import ArgumentParser
+import Foundation
+import LifeboatCore
+import LifeboatPostgres
+import LifeboatRepository
+import LifeboatRunbooks
+
+struct DrillCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "drill",
+        abstract: "Run a DR drill (the seed's monthly test): restore to a scratch target, verify, measure RTO/RPO, report.",
+        subcommands: [DrillRunCommand.self, DrillHistoryCommand.self], defaultSubcommand: DrillRunCommand.self)
+}
+
+struct DrillRunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "run", abstract: "Run one drill (the default).")
+
+    @OptionGroup var global: GlobalOptions
+    @Option(help: "snapshot-restore (default) or point-in-time.") var scenario: String = DrillScenario.snapshotRestore.rawValue
+    @Option(name: .customLong("report-dir"), help: "Write drill-<id>.md/.json/.html here (also drill.report_dir).") var reportDir: String?
+    @Option(name: .customLong("scratch-dir"), help: "Parent of the scratch cluster (also drill.scratch_dir; default /tmp).") var scratchDir: String?
+    @Option(help: "RTO objective, e.g. 30m (default: drill.objectives or the seed's).") var rto: String?
+    @Option(help: "RPO objective, e.g. 5m.") var rpo: String?
+    @Option(help: "Data directory of production (also PGDATA).") var pgdata: String?
+    @Option(help: "Host or socket directory (also PGHOST).") var pghost: String?
+    @Option(help: "Port (also PGPORT).") var pgport: Int?
+    @Option(help: "User (also PGUSER).") var pguser: String?
+    @Option(name: .customLong("pg-bin"), help: "PostgreSQL bin directory.") var pgBin: String?
+    @Flag(name: .customLong("keep-backup"), help: "Keep the drill's snapshot (the seed deletes it).") var keepBackup = false
+    @Flag(name: .customLong("keep-scratch"), help: "Leave the scratch cluster running for inspection.") var keepScratch = false
+    @Flag(help: "Print the report as JSON.") var json = false
+
+    func run() async throws {
+        let settings = try Settings(global)
+        let logger = settings.makeLogger()
+        guard let kind = DrillScenario(rawValue: scenario) else {
+            throw LifeboatError(.invalidUsage, "unknown scenario '\(scenario)'",
+                hint: "use one of: \(DrillScenario.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        guard let pgdata = pgdata ?? settings.string("pgdata", env: "PGDATA") else {
+            throw LifeboatError(.invalidUsage, "no data directory given", hint: "pass --pgdata DIR or set PGDATA")
+        }
+        var objectives = try settings.drillObjectives(kind)
+        if let rto { objectives.rtoSeconds = try HumanDuration.parse(rto) }
+        if let rpo { objectives.rpoSeconds = try HumanDuration.parse(rpo) }
+        let repo = try await settings.openRepository(logger)
+        let fetch = ([Settings.executablePath, "wal", "fetch"] + settings.passthroughArguments()).map(Settings.shellQuote)
+            .joined(separator: " ") + " %f %p"
+        var serverEnv: [String: String] = [:]
+        for key in ["LIFEBOAT_REPO", "LIFEBOAT_PASSPHRASE", "LIFEBOAT_CONFIG"] {
+            if let v = ProcessInfo.processInfo.environment[key] { serverEnv[key] = v }
+        }
+        let scratch = Settings.absolute(scratchDir ?? (settings.drillSection["scratch_dir"].map { "\($0)" }) ?? "/tmp")
+        let options = DrillOptions(scenario: kind,
+            production: try settings.endpoint(host: pghost, port: pgport, user: pguser, database: nil), pgdata: pgdata,
+            scratchRoot: scratch, restoreCommand: fetch, serverEnvironment: serverEnv, binDirectory: pgBin ?? settings.string("pg_bin"),
+            objectives: objectives, checks: try settings.drillChecks(), keepBackup: keepBackup, keepScratch: keepScratch,
+            walTimeout: try HumanDuration.parse(settings.string("wal_timeout") ?? "10m"))
+        let quiet = json
+        if !quiet { print("DR drill: \(kind.rawValue) (RTO objective \(HumanDuration.format(objectives.rtoSeconds)))") }
+        let report = try await Drill(repository: repo, logger: logger).run(options) { line in if !quiet { print(line) } }
+        var files: [String] = []
+        if let dir = reportDir ?? settings.drillSection["report_dir"].map({ "\($0)" }) {
+            files = try DrillReportRenderer.write(report, history: try await DrillHistory.all(repo), to: Settings.absolute(dir))
+        }
+        if json {
+            print(String(decoding: try DrillReportRenderer.json(report), as: UTF8.self))
+        } else {
+            print("")
+            print(DrillReportRenderer.markdown(report))
+            for f in files { print("report written: \(f)") }
+        }
+        if !report.passed {
+            throw LifeboatError(.objectiveMissed, "the drill failed: \(report.error ?? "a check failed or an objective was missed")",
+                hint: "see the report's checks and phases")
+        }
+    }
+}
+
+struct DrillHistoryCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "history", abstract: "List recorded drills (kept in the repository).")
+
+    @OptionGroup var global: GlobalOptions
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+        let settings = try Settings(global)
+        let repo = try await settings.openRepository(settings.makeLogger())
+        let history = try await DrillHistory.all(repo)
+        if json {
+            try Output.json(history)
+            return
+        }
+        print("\(history.count) drill(s)")
+        for d in history {
+            print("  \(d.id)  \(d.scenario.rawValue.padding(toLength: 16, withPad: " ", startingAt: 0)) \(d.passed ? "PASSED" : "FAILED")  RTO \(HumanDuration.format(d.rtoSeconds)) (\(d.rtoMet ? "met" : "missed"))  RPO \(String(format: "%.3f s", d.rpoSeconds))  checks \(d.checks.filter(\.passed).count)/\(d.checks.count)")
+        }
+    }
+}
