@@ -15,7 +15,7 @@ public struct DrillVerifier: Sendable {
         self.logger = logger
     }
 
-    public func run(_ userChecks: [DrillCheck]) async throws -> [DrillReport.CheckResult] {
+    public func run(_ userChecks: [DrillCheck], amcheck runAmcheck: Bool = true) async throws -> [DrillReport.CheckResult] {
         var results: [DrillReport.CheckResult] = []
         let session = try await PostgresSession.connect(cluster.endpoint(), logger: logger)
         defer { Task { await session.close() } }
@@ -51,7 +51,7 @@ public struct DrillVerifier: Sendable {
         }
 
         let amcheck = cluster.binaries.path("pg_amcheck")
-        if FileManager.default.isExecutableFile(atPath: amcheck) {
+        if runAmcheck, FileManager.default.isExecutableFile(atPath: amcheck) {
             let result = try await CommandRunner.run(amcheck,
                 ["-h", cluster.socketDirectory, "-p", String(cluster.port), "-U", cluster.superuser, "--install-missing", "--all",
                  "--heapallindexed"], as: cluster.user, check: false, timeout: 3600)

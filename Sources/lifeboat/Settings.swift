@@ -28,7 +28,7 @@ struct GlobalOptions: ParsableArguments {
 struct Settings {
     static let knownKeys: Set<String> = [
         "repo", "key_file", "passphrase", "pgdata", "pghost", "pgport", "pguser", "pgdatabase", "pgpassword", "pg_bin",
-        "parallelism", "compression", "compression_level", "chunk_size", "retention", "wal_timeout", "log_level", "drill",
+        "parallelism", "compression", "compression_level", "chunk_size", "retention", "wal_timeout", "log_level", "drill", "state_dir",
     ]
     static let knownDrillKeys: Set<String> = ["scratch_dir", "report_dir", "objectives", "checks"]
     static let knownRetentionKeys: Set<String> = ["recovery_window", "manual"]
@@ -79,6 +79,22 @@ struct Settings {
             }
             file = dict
         }
+    }
+
+    /// Where runbook journals live: --state-dir, LIFEBOAT_STATE_DIR, state_dir, else ~/.lifeboat/runs.
+    func stateDirectory(_ explicit: String?) -> String {
+        Self.absolute(explicit ?? string("state_dir", env: "LIFEBOAT_STATE_DIR")
+            ?? ((env["HOME"] ?? "/tmp") + "/.lifeboat/runs"))
+    }
+
+    /// The restore_command restored clusters use, and the environment that lets it open the repository.
+    func restoreCommandAndEnvironment() -> (String, [String: String]) {
+        let fetch = ([Self.executablePath, "wal", "fetch"] + passthroughArguments()).map(Self.shellQuote).joined(separator: " ") + " %f %p"
+        var serverEnv: [String: String] = [:]
+        for key in ["LIFEBOAT_REPO", "LIFEBOAT_PASSPHRASE", "LIFEBOAT_CONFIG"] {
+            if let v = env[key] { serverEnv[key] = v }
+        }
+        return (fetch, serverEnv)
     }
 
     var drillSection: [String: Any] { file["drill"] as? [String: Any] ?? [:] }

@@ -1,0 +1,259 @@
+/// The seed's incident scenarios as runbooks, runnable locally end to end. Print one with
+/// `lifeboat runbook show NAME`, adapt its vars (or pass `--var k=v`), run it with
+/// `lifeboat runbook run builtin:NAME`.
+public enum BuiltinRunbooks {
+    public static let all: [String: String] = [
+        "emergency-failover": emergencyFailover, "database-corruption": databaseCorruption, "service-outage": serviceOutage,
+        "bad-deployment": badDeployment, "accidental-deletion": accidentalDeletion, "ransomware": ransomware,
+        "regional-outage": regionalOutage,
+    ]
+
+    static let emergencyFailover = """
+        name: emergency-failover
+        description: >
+          The seed's emergency database failover: stop the application, take a final backup of the
+          current cluster, restore the most recent point into a new cluster, verify it, point the
+          application at it, restart the application and check its health.
+        production: true
+        vars:
+          restore_dir: /var/lib/postgresql/failover
+          restore_port: "5433"
+          socket_dir: /tmp
+          endpoint_file: /etc/app/database
+          endpoint_value: "host=${vars.socket_dir} port=${vars.restore_port} dbname=postgres"
+          stop_app: "systemctl stop app"
+          start_app: "systemctl start app"
+          health_url: http://127.0.0.1:8080/health
+          verify_sql: "SELECT 1"
+        steps:
+          - name: stop-application
+            action: service.stop
+            with: { stop: "${vars.stop_app}" }
+            confirm: "Stop the application? It serves nothing until the restart step."
+          - name: final-backup
+            description: the current cluster may be too damaged to back up; the failover goes on
+            action: backup
+            with: { manual: true, tags: { Purpose: emergency-failover, CreatedBy: lifeboat-runbook } }
+            on_failure: continue
+          - name: restore-latest
+            action: restore
+            with: { target: latest, to: "${vars.restore_dir}", port: "${vars.restore_port}", socket_dir: "${vars.socket_dir}", archive_mode: keep }
+            timeout: 4h
+          - name: verify-restored
+            action: verify
+            with:
+              data_dir: "${steps.restore-latest.data_dir}"
+              port: "${steps.restore-latest.port}"
+              socket_dir: "${steps.restore-latest.socket_dir}"
+              checks:
+                - { name: application query, sql: "${vars.verify_sql}" }
+          - name: switch-endpoint
+            action: endpoint.switch
+            with: { file: "${vars.endpoint_file}", value: "${vars.endpoint_value}" }
+            confirm: "Point the application at the restored cluster?"
+          - name: start-application
+            action: service.start
+            with: { start: "${vars.start_app}" }
+          - name: health-check
+            action: http.check
+            with: { url: "${vars.health_url}", attempts: 30, interval: 1s }
+        """
+
+    static let databaseCorruption = """
+        name: database-corruption
+        description: >
+          Scenario 1: stop writes, snapshot the corrupted cluster for forensics, restore the last known
+          good time into a new cluster, verify, point the application at it, resume service.
+        production: true
+        vars:
+          last_good_time: "2026-01-01T00:00:00Z"
+          restore_dir: /var/lib/postgresql/restored
+          restore_port: "5433"
+          socket_dir: /tmp
+          endpoint_file: /etc/app/database
+          endpoint_value: "host=${vars.socket_dir} port=${vars.restore_port} dbname=postgres"
+          stop_app: "systemctl stop app"
+          start_app: "systemctl start app"
+          health_url: http://127.0.0.1:8080/health
+          verify_sql: "SELECT 1"
+        steps:
+          - name: stop-writes
+            action: service.stop
+            with: { stop: "${vars.stop_app}" }
+            confirm: "Stop the application to stop writes to the corrupted database?"
+          - name: snapshot-corrupted
+            action: backup
+            with: { manual: true, tags: { Purpose: corruption-forensics } }
+            on_failure: continue
+          - name: restore-last-good
+            action: restore
+            with: { target: time, time: "${vars.last_good_time}", to: "${vars.restore_dir}", port: "${vars.restore_port}", socket_dir: "${vars.socket_dir}", archive_mode: keep }
+            timeout: 4h
+          - name: verify-restored
+            action: verify
+            with: { data_dir: "${steps.restore-last-good.data_dir}", port: "${steps.restore-last-good.port}", socket_dir: "${vars.socket_dir}", checks: [ { sql: "${vars.verify_sql}" } ] }
+          - name: switch-endpoint
+            action: endpoint.switch
+            with: { file: "${vars.endpoint_file}", value: "${vars.endpoint_value}" }
+            confirm: "Point the application at the restored cluster?"
+          - name: resume-service
+            action: service.start
+            with: { start: "${vars.start_app}" }
+          - name: health-check
+            action: http.check
+            with: { url: "${vars.health_url}", attempts: 30, interval: 1s }
+        """
+
+    static let serviceOutage = """
+        name: service-outage
+        description: >
+          Scenario 2: all application instances down. Check status, restart; if it stays unhealthy,
+          roll back to the previous release.
+        production: true
+        vars:
+          status_app: "systemctl status app"
+          restart_app: "systemctl restart app"
+          rollback_app: "false"
+          health_url: http://127.0.0.1:8080/health
+        steps:
+          - name: status
+            action: service.status
+            with: { status: "${vars.status_app}" }
+            on_failure: continue
+          - name: restart
+            action: service.restart
+            with: { restart: "${vars.restart_app}" }
+          - name: health-after-restart
+            action: http.check
+            with: { url: "${vars.health_url}", attempts: 20, interval: 1s }
+            on_failure:
+              - name: rollback
+                action: service.rollback
+                with: { rollback: "${vars.rollback_app}" }
+              - name: health-after-rollback
+                action: http.check
+                with: { url: "${vars.health_url}", attempts: 20, interval: 1s }
+        """
+
+    static let badDeployment = """
+        name: bad-deployment
+        description: Human error (bad deployment) - roll back to the previous release and check health.
+        production: true
+        vars:
+          rollback_app: "false"
+          health_url: http://127.0.0.1:8080/health
+        steps:
+          - name: rollback
+            action: service.rollback
+            with: { rollback: "${vars.rollback_app}" }
+            confirm: "Roll the application back to the previous release?"
+          - name: health-check
+            action: http.check
+            with: { url: "${vars.health_url}", attempts: 30, interval: 1s }
+        """
+
+    static let accidentalDeletion = """
+        name: accidental-deletion
+        description: >
+          Accidental deletion: restore to a point before the mistake into an isolated scratch cluster
+          (no archiving, loopback only), check the table, copy its rows back into production, drop the
+          scratch cluster.
+        production: true
+        vars:
+          before_mistake: "2026-01-01T00:00:00Z"
+          table: public.users
+          scratch_dir: /tmp/lifeboat-recover-table
+          scratch_port: "5439"
+          socket_dir: /tmp
+          production_conn: "host=/var/run/postgresql port=5432 dbname=postgres"
+          pg_bin: /usr/lib/postgresql/15/bin
+        steps:
+          - name: restore-before-mistake
+            action: restore
+            with: { target: time, time: "${vars.before_mistake}", to: "${vars.scratch_dir}", port: "${vars.scratch_port}", socket_dir: "${vars.socket_dir}", archive_mode: "off" }
+          - name: check-table
+            action: verify
+            with: { data_dir: "${vars.scratch_dir}", port: "${vars.scratch_port}", socket_dir: "${vars.socket_dir}", amcheck: false, checks: [ { name: table has rows, sql: "SELECT count(*) FROM ${vars.table}", min: 1 } ] }
+          - name: copy-rows-back
+            action: shell
+            with: { command: "${vars.pg_bin}/pg_dump -h ${vars.socket_dir} -p ${vars.scratch_port} --data-only -t ${vars.table} postgres | ${vars.pg_bin}/psql -v ON_ERROR_STOP=1 '${vars.production_conn}'" }
+            confirm: "Copy the rows of the table from the restored copy into production?"
+          - name: drop-scratch
+            action: postgres.stop
+            with: { data_dir: "${vars.scratch_dir}", port: "${vars.scratch_port}", mode: immediate }
+        """
+
+    static let ransomware = """
+        name: ransomware
+        description: >
+          Security breach / ransomware: verify the clean (second or immutable) repository given with
+          --config, then restore it into an isolated target that does not archive and listens on
+          loopback only. Investigate before promoting anything.
+        vars:
+          restore_dir: /var/lib/postgresql/isolated
+          restore_port: "5440"
+          socket_dir: /tmp
+        steps:
+          - name: verify-clean-repository
+            action: repository.verify
+          - name: restore-isolated
+            action: restore
+            with: { target: latest, to: "${vars.restore_dir}", port: "${vars.restore_port}", socket_dir: "${vars.socket_dir}", archive_mode: "off" }
+          - name: verify-restored
+            action: verify
+            with: { data_dir: "${vars.restore_dir}", port: "${vars.restore_port}", socket_dir: "${vars.socket_dir}" }
+        """
+
+    static let regionalOutage = """
+        name: regional-outage
+        description: >
+          Regional outage: restore from the second region's repository (give its configuration with
+          --config) into a new cluster here, verify, point the application at it and start it.
+        production: true
+        vars:
+          restore_dir: /var/lib/postgresql/dr-region
+          restore_port: "5433"
+          socket_dir: /tmp
+          endpoint_file: /etc/app/database
+          endpoint_value: "host=${vars.socket_dir} port=${vars.restore_port} dbname=postgres"
+          start_app: "systemctl start app"
+          health_url: http://127.0.0.1:8080/health
+        steps:
+          - name: verify-second-repository
+            action: repository.verify
+          - name: restore-latest
+            action: restore
+            with: { target: latest, to: "${vars.restore_dir}", port: "${vars.restore_port}", socket_dir: "${vars.socket_dir}", archive_mode: keep }
+            timeout: 4h
+          - name: verify-restored
+            action: verify
+            with: { data_dir: "${vars.restore_dir}", port: "${vars.restore_port}", socket_dir: "${vars.socket_dir}" }
+          - name: switch-endpoint
+            action: endpoint.switch
+            with: { file: "${vars.endpoint_file}", value: "${vars.endpoint_value}" }
+            confirm: "Point the application at the cluster restored from the second region?"
+          - name: start-application
+            action: service.start
+            with: { start: "${vars.start_app}" }
+          - name: health-check
+            action: http.check
+            with: { url: "${vars.health_url}", attempts: 30, interval: 1s }
+        """
+
+    /// Runbook text for `builtin:NAME` or a file path.
+    public static func load(_ reference: String) throws -> String {
+        if reference.hasPrefix("builtin:") {
+            let name = String(reference.dropFirst("builtin:".count))
+            guard let text = all[name] else {
+                throw LifeboatError(.notFound, "no built-in runbook '\(name)'", hint: "built-ins: \(all.keys.sorted().joined(separator: ", "))")
+            }
+            return text
+        }
+        guard let text = try? String(contentsOfFile: reference, encoding: .utf8) else {
+            throw LifeboatError(.invalidUsage, "cannot read runbook \(reference)", hint: "give a YAML file or builtin:NAME")
+        }
+        return text
+    }
+}
+
+import LifeboatCore

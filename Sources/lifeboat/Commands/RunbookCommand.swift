@@ -1,0 +1,155 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import LifeboatCore
+import LifeboatRepository
+import LifeboatRunbooks
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct RunbookCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "runbook",
+        abstract: "Run incident runbooks: journaled, resumable, with confirmations and dry runs.",
+        subcommands: [RunbookRunCommand.self, RunbookResumeCommand.self, RunbookListCommand.self, RunbookShowCommand.self])
+}
+
+/// Options shared by run and resume.
+struct RunbookOptions: ParsableArguments {
+    @Option(name: .customLong("state-dir"), help: "Where run journals are kept (also LIFEBOAT_STATE_DIR; default ~/.lifeboat/runs).") var stateDir: String?
+    @Flag(help: "Answer yes to every confirmation (for automation; a human should read the plan first).") var yes = false
+    @Option(help: "Data directory of production (also PGDATA), for backup steps.") var pgdata: String?
+    @Option(name: .customLong("pg-bin"), help: "PostgreSQL bin directory.") var pgBin: String?
+    @Flag(help: "Print the result as JSON.") var json = false
+
+    func executor(_ settings: Settings) throws -> RunbookExecutor {
+        let logger = settings.makeLogger()
+        let (fetch, serverEnv) = settings.restoreCommandAndEnvironment()
+        // Resolved now, opened only when a step needs the repository (many runbooks do not).
+        let store = Result { try settings.store() }
+        let key = Result { try settings.keySource() }
+        let context = RunbookContext(repository: { try await Repository.open(store: try store.get(), key: try key.get(), logger: logger) },
+            production: try settings.endpoint(host: nil, port: nil, user: nil, database: nil),
+            pgdata: pgdata ?? settings.string("pgdata", env: "PGDATA"), restoreCommand: fetch, serverEnvironment: serverEnv,
+            binDirectory: pgBin ?? settings.string("pg_bin"), logger: logger)
+        let quiet = json
+        return RunbookExecutor(context: context, stateDirectory: settings.stateDirectory(stateDir), assumeYes: yes,
+            confirm: { question in
+                FileHandle.standardError.write(Data("\n⚠ \(question)\n  Type 'yes' to continue: ".utf8))
+                return readLine()?.trimmingCharacters(in: .whitespaces).lowercased() == "yes"
+            },
+            output: { line in
+                if quiet { FileHandle.standardError.write(Data((line + "\n").utf8)) } else { print(line) }
+            })
+    }
+
+    /// Runs `body` so that Ctrl-C cancels it (the run is journaled as interrupted), then reports.
+    func finish(_ body: @escaping @Sendable () async throws -> RunResult) async throws {
+        signal(SIGINT, SIG_IGN)
+        let task = Task { try await body() }
+        let source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
+        source.setEventHandler { task.cancel() }
+        source.resume()
+        let result = try await task.value
+        source.cancel()
+        if json { try Output.json(result) }
+        switch result.status {
+        case .succeeded, .planned: return
+        case .failed:
+            let failed = result.steps.last { $0.status == .failed }
+            throw LifeboatError(.objectiveMissed, "runbook \(result.runbook) failed at step \(failed?.name ?? "?"): \(failed?.error ?? "")",
+                hint: "fix the cause, then `lifeboat runbook resume \(result.runID)` continues without repeating finished steps")
+        case .notConfirmed:
+            throw LifeboatError(.notConfirmed, "a step was not confirmed; nothing after it ran",
+                hint: "`lifeboat runbook resume \(result.runID)` asks again")
+        case .interrupted:
+            FileHandle.standardError.write(Data("interrupted; `lifeboat runbook resume \(result.runID)` continues\n".utf8))
+            Foundation.exit(130)
+        }
+    }
+}
+
+struct RunbookRunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "run", abstract: "Run a runbook (a YAML file or builtin:NAME).")
+
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var options: RunbookOptions
+    @Argument(help: "Runbook file, or builtin:NAME (see `lifeboat runbook list`).") var runbook: String
+    @Option(name: .customLong("var"), help: "Set a variable: NAME=VALUE (repeatable).") var vars: [String] = []
+    @Flag(name: .customLong("dry-run"), help: "Print the plan; change nothing.") var dryRun = false
+
+    func run() async throws {
+        let settings = try Settings(global)
+        let text = try BuiltinRunbooks.load(runbook)
+        let book = try Runbook(yaml: text)
+        var overrides: [String: String] = [:]
+        for v in vars {
+            let parts = v.split(separator: "=", maxSplits: 1)
+            guard parts.count == 2 else { throw LifeboatError(.invalidUsage, "--var '\(v)' is not NAME=VALUE") }
+            guard book.vars[String(parts[0])] != nil else {
+                throw LifeboatError(.invalidUsage, "runbook \(book.name) has no variable '\(parts[0])'",
+                    hint: "its variables: \(book.vars.keys.sorted().joined(separator: ", "))")
+            }
+            overrides[String(parts[0])] = String(parts[1])
+        }
+        let executor = try options.executor(settings)
+        if dryRun {
+            print("DRY RUN: nothing will be changed")
+            for line in executor.plan(book, vars: overrides) { print(line) }
+            if options.json {
+                try Output.json(RunResult(runID: "dry-run", runbook: book.name, status: .planned, steps: [], totalSeconds: 0, journal: ""))
+            }
+            return
+        }
+        let chosen = overrides
+        try await options.finish { try await executor.run(book, text: text, vars: chosen) }
+    }
+}
+
+struct RunbookResumeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "resume", abstract: "Continue a run after a crash, failure or refusal.")
+
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var options: RunbookOptions
+    @Argument(help: "Run id (see `lifeboat runbook list`).") var runID: String
+
+    func run() async throws {
+        let settings = try Settings(global)
+        let executor = try options.executor(settings)
+        try await options.finish { try await executor.resume(runID: runID) }
+    }
+}
+
+struct RunbookListCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "Built-in runbooks and recorded runs.")
+
+    @OptionGroup var global: GlobalOptions
+    @Option(name: .customLong("state-dir"), help: "Where run journals are kept.") var stateDir: String?
+
+    func run() async throws {
+        let settings = try Settings(global)
+        print("built-in runbooks (lifeboat runbook show NAME):")
+        for name in BuiltinRunbooks.all.keys.sorted() {
+            let book = try Runbook(yaml: BuiltinRunbooks.all[name] ?? "")
+            print("  builtin:\(name)  \(book.steps.count) steps  \(book.description.prefix(80))")
+        }
+        let runs = RunJournal.list(directory: settings.stateDirectory(stateDir))
+        print("runs in \(settings.stateDirectory(stateDir)):")
+        for (id, events) in runs {
+            let finished = events.last { $0.event == .runFinished }
+            let state = finished.map { $0.status?.rawValue ?? "?" } ?? "unfinished (resumable)"
+            let steps = events.filter { $0.event == .stepFinished && $0.status == .ok }.count
+            print("  \(id)  \(state)  \(steps) step(s) done")
+        }
+    }
+}
+
+struct RunbookShowCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "show", abstract: "Print a built-in runbook's YAML to adapt.")
+    @Argument(help: "Built-in runbook name.") var name: String
+
+    func run() async throws {
+        print(try BuiltinRunbooks.load(name.hasPrefix("builtin:") ? name : "builtin:" + name))
+    }
+}
