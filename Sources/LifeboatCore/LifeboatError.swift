@@ -70,12 +70,16 @@ public struct LifeboatError: Error, CustomStringConvertible, Sendable {
     public var hint: String?
     /// A short text form of the underlying error, if any (never containing secrets).
     public var cause: String?
+    /// True when trying again may succeed (throttling, a 5xx, a timeout, a dropped connection);
+    /// permanent errors (403, a bad signature, a missing bucket) are reported at once.
+    public var retryable: Bool
 
-    public init(_ code: Code, _ message: String, hint: String? = nil, cause: (any Error)? = nil) {
+    public init(_ code: Code, _ message: String, hint: String? = nil, cause: (any Error)? = nil, retryable: Bool = false) {
         self.code = code
         self.message = message
         self.hint = hint
         self.cause = cause.map { String(describing: $0) }
+        self.retryable = retryable
     }
 
     public var description: String {

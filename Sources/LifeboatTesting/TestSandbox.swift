@@ -80,15 +80,20 @@ public final class TestSandbox: Sendable {
         return Int(UInt16(bigEndian: addr.sin_port))
     }
 
-    /// The built `lifeboat` executable, copied once per test process to a place any user can run.
-    public static let lifeboatBinary: String = {
+    /// The build directory holding the `lifeboat` executable next to the test bundle.
+    public static let lifeboatBuildDirectory: String = {
         let testBinary = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         var dir = (testBinary as NSString).deletingLastPathComponent
         // swift test runs .build/<config>/<Package>PackageTests.xctest; the executable sits beside it.
         while !FileManager.default.isExecutableFile(atPath: dir + "/lifeboat"), dir != "/" {
             dir = (dir as NSString).deletingLastPathComponent
         }
-        let built = dir + "/lifeboat"
+        return dir
+    }()
+
+    /// The built `lifeboat` executable, copied once per test process to a place any user can run.
+    public static let lifeboatBinary: String = {
+        let built = lifeboatBuildDirectory + "/lifeboat"
         let shared = "/tmp/lifeboat-test-bin-\(getpid())"
         try? FileManager.default.createDirectory(atPath: shared, withIntermediateDirectories: true)
         chmod(shared, 0o755)

@@ -28,7 +28,11 @@ struct GlobalOptions: ParsableArguments {
 struct Settings {
     static let knownKeys: Set<String> = [
         "repo", "key_file", "passphrase", "pgdata", "pghost", "pgport", "pguser", "pgdatabase", "pgpassword", "pg_bin",
-        "parallelism", "compression", "compression_level", "chunk_size", "retention", "wal_timeout", "log_level", "drill", "state_dir",
+        "parallelism", "compression", "compression_level", "chunk_size", "retention", "wal_timeout", "log_level", "drill", "state_dir", "s3",
+    ]
+    static let knownS3Keys: Set<String> = [
+        "region", "endpoint", "path_style", "profile", "access_key_id", "secret_access_key", "session_token",
+        "object_lock_mode", "object_lock_retention",
     ]
     static let knownDrillKeys: Set<String> = ["scratch_dir", "report_dir", "objectives", "checks"]
     static let knownRetentionKeys: Set<String> = ["recovery_window", "manual"]
@@ -66,6 +70,13 @@ struct Settings {
                 for key in r.keys where !Self.knownRetentionKeys.contains(key) {
                     throw LifeboatError(.invalidUsage, "unknown configuration key 'retention.\(key)' in \(path)",
                         hint: "valid keys under retention: recovery_window, manual")
+                }
+            }
+            if let s3 = dict["s3"] {
+                guard let m = s3 as? [String: Any] else { throw LifeboatError(.invalidUsage, "'s3' in \(path) must be a mapping") }
+                for key in m.keys where !Self.knownS3Keys.contains(key) {
+                    throw LifeboatError(.invalidUsage, "unknown configuration key 's3.\(key)' in \(path)",
+                        hint: "valid keys under s3: \(Self.knownS3Keys.sorted().joined(separator: ", "))")
                 }
             }
             if let drill = dict["drill"] {
@@ -166,7 +177,20 @@ struct Settings {
             throw LifeboatError(.invalidUsage, "no repository given", hint: "pass --repo PATH, set LIFEBOAT_REPO, or put repo: in the config file")
         }
         if location.hasPrefix("s3://") {
-            throw LifeboatError(.invalidUsage, "S3 repositories are not available in this build yet", hint: "use a local directory path")
+            let section = (file["s3"] as? [String: Any]) ?? [:]
+            var explicit: [String: String] = [:]
+            let names = ["region": "region", "endpoint": "endpoint", "path_style": "path_style", "profile": "profile",
+                "access_key_id": "aws_access_key_id", "secret_access_key": "aws_secret_access_key", "session_token": "aws_session_token"]
+            for (key, name) in names { if let v = section[key] { explicit[name] = "\(v)" } }
+            var lock: ObjectLockSettings?
+            if let mode = section["object_lock_mode"] {
+                guard let m = ObjectLockSettings.Mode(rawValue: "\(mode)".uppercased()) else {
+                    throw LifeboatError(.invalidUsage, "s3.object_lock_mode must be COMPLIANCE or GOVERNANCE")
+                }
+                lock = ObjectLockSettings(mode: m, retention: try HumanDuration.parse("\(section["object_lock_retention"] ?? "35d")"))
+            }
+            let settings = try S3Settings.resolve(url: location, explicit: explicit, objectLock: lock)
+            return RetryingStore(S3Store(settings: settings), logger: makeLogger())
         }
         let path = location.hasPrefix("file://") ? String(location.dropFirst("file://".count)) : location
         return FileStore(root: Self.absolute(path))

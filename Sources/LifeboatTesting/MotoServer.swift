@@ -1,0 +1,78 @@
+import Foundation
+import LifeboatCore
+import LifeboatPostgres
+import LifeboatRepository
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A real S3 API server for tests: moto server (PyPI `moto[server]`), started once per test process
+/// on a free loopback port and stopped by a watchdog when the test process ends. Tests fail (never
+/// skip) when it cannot be found: `scripts/install-deps` installs it.
+public actor MotoServer {
+    public static let shared = MotoServer()
+    private var endpoint: URL?
+
+    public static let accessKey = "AKIDLIFEBOATTEST"
+    public static let secretKey = "lifeboat-test-secret"
+
+    /// The server's endpoint, starting it on first use.
+    public func url() async throws -> URL {
+        if let endpoint { return endpoint }
+        let program = try Self.locate()
+        let port = TestSandbox.freePort()
+        let log = "/tmp/lifeboat-moto-\(getpid()).log"
+        // The watchdog shell stops moto when this test process is gone.
+        let script = "\(program) -H 127.0.0.1 -p \(port) >\(log) 2>&1 & m=$!; while kill -0 \(getpid()) 2>/dev/null; do sleep 1; done; kill $m"
+        _ = try CommandRunner.spawn("/bin/sh", ["-c", script], outputPath: "/dev/null")
+        let url = URL(string: "http://127.0.0.1:\(port)")!
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline {
+            if let r = try? await CommandRunner.run("/usr/bin/env", ["python3", "-c",
+                "import urllib.request; urllib.request.urlopen('http://127.0.0.1:\(port)/moto-api/', timeout=2)"], check: false),
+                r.status == 0
+            {
+                endpoint = url
+                return url
+            }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        throw LifeboatError(.externalCommand, "moto server did not start on port \(port)", hint: "see \(log)")
+    }
+
+    static func locate() throws -> String {
+        var candidates: [String] = []
+        if let explicit = ProcessInfo.processInfo.environment["LIFEBOAT_MOTO_SERVER"] { candidates.append(explicit) }
+        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":") { candidates.append("\(dir)/moto_server") }
+        // scripts/install-deps puts it in a virtual environment under the package.
+        var dir = (TestSandbox.lifeboatBuildDirectory as NSString).deletingLastPathComponent
+        while dir != "/", !dir.isEmpty {
+            candidates.append(dir + "/.build-tools/moto/bin/moto_server")
+            dir = (dir as NSString).deletingLastPathComponent
+        }
+        guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+            throw LifeboatError(.externalCommand, "moto_server (the S3 API server for tests) is not installed",
+                hint: "run scripts/install-deps, or pip install 'moto[server]==5.2.1'")
+        }
+        return found
+    }
+
+    /// Settings for a fresh bucket on the server (created, optionally with Object Lock).
+    public func bucket(_ name: String = "lifeboat-\(UUID().uuidString.prefix(8).lowercased())", prefix: String = "repo",
+        objectLock: ObjectLockSettings? = nil) async throws -> S3Settings
+    {
+        let endpoint = try await url()
+        let settings = try S3Settings.resolve(url: "s3://\(name)/\(prefix)",
+            explicit: ["aws_access_key_id": Self.accessKey, "aws_secret_access_key": Self.secretKey, "endpoint": endpoint.absoluteString,
+                "region": "us-east-1"], objectLock: objectLock, environment: [:])
+        try await S3Store(settings: settings).createBucket(objectLock: objectLock != nil)
+        return settings
+    }
+
+    /// Environment for the binary to reach a bucket.
+    public static func environment(_ s: S3Settings) -> [String: String] {
+        ["AWS_ACCESS_KEY_ID": s.accessKeyID, "AWS_SECRET_ACCESS_KEY": s.secretAccessKey, "AWS_ENDPOINT_URL": s.endpoint.absoluteString,
+         "AWS_REGION": s.region, "LIFEBOAT_REPO": "s3://\(s.bucket)/\(s.prefix)"]
+    }
+}
