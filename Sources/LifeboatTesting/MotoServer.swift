@@ -58,6 +58,43 @@ public actor MotoServer {
         return found
     }
 
+    public init() {}
+
+    /// Turns on moto's request authentication (a server of its own: it affects every request) and
+    /// returns the access key of an IAM user allowed everything on S3.
+    public func enableAuthentication() async throws -> (id: String, secret: String) {
+        let endpoint = try await url().absoluteString
+        let python = Self.python()
+        let script = """
+            import boto3, json, urllib.request
+            req = urllib.request.Request("\(endpoint)/moto-api/reset-auth", data=b"4", method="POST", headers={"Content-Type": "text/plain"})
+            urllib.request.urlopen(req)
+            iam = boto3.client("iam", endpoint_url="\(endpoint)", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y")
+            iam.create_user(UserName="lifeboat")
+            iam.put_user_policy(UserName="lifeboat", PolicyName="s3", PolicyDocument=json.dumps({"Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+            k = iam.create_access_key(UserName="lifeboat")["AccessKey"]
+            print(k["AccessKeyId"], k["SecretAccessKey"])
+            """
+        let r = try await CommandRunner.runSeparately(python, ["-c", script], check: true, timeout: 60)
+        let parts = r.output.split(separator: " ").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+        guard parts.count == 2 else { throw LifeboatError(.externalCommand, "could not create moto IAM keys: \(r.output) \(r.errors)") }
+        return (parts[0], parts[1])
+    }
+
+    /// The Python that runs moto (it has boto3).
+    static func python() -> String {
+        if let server = try? locate() {
+            let beside = (server as NSString).deletingLastPathComponent + "/python3"
+            if FileManager.default.isExecutableFile(atPath: beside) { return beside }
+        }
+        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":")
+        where FileManager.default.isExecutableFile(atPath: "\(dir)/python3") {
+            return "\(dir)/python3"
+        }
+        return "/usr/bin/python3"
+    }
+
     /// Settings for a fresh bucket on the server (created, optionally with Object Lock).
     public func bucket(_ name: String = "lifeboat-\(UUID().uuidString.prefix(8).lowercased())", prefix: String = "repo",
         objectLock: ObjectLockSettings? = nil) async throws -> S3Settings

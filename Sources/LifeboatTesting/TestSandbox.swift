@@ -119,6 +119,14 @@ public struct TestRepository: Sendable {
     public let configFile: String
     public let repository: Repository
 
+    /// Describes a repository made elsewhere (for example on S3) for the cluster harness.
+    public init(path: String, keyFile: String, configFile: String, repository: Repository) {
+        self.path = path
+        self.keyFile = keyFile
+        self.configFile = configFile
+        self.repository = repository
+    }
+
     public static func make(in sandbox: TestSandbox, name: String = "repo", passphrase: String = "correct horse battery staple",
         options: RepositoryOptions = .init(), extraConfig: String = "") async throws -> TestRepository
     {
