@@ -145,4 +145,72 @@ import Testing
         unknown.accessKeyID = "AKIDNOBODYKNOWS"
         await #expect { _ = try await S3Store(settings: unknown).get("k") } throws: { ($0 as? LifeboatError)?.retryable == false }
     }
+
+    /// The seed's cross-region copy: backups and their WAL copied from a local repository to an S3
+    /// one under a different key; a failed copy resumes; the copy restores on its own.
+    @Test func copyToASecondRepositoryUnderItsOwnKeyAndRestoreFromIt() async throws {
+        let sandbox = try TestSandbox("copy")
+        defer { Task { await sandbox.remove() } }
+        let primary = try await TestRepository.make(in: sandbox)
+        let pg = try await TestPostgres.start(in: sandbox, archiveTo: primary)
+        try await pg.pgbench(["-i", "-s", "1", "-q"])
+        let env = LifeboatCLI.environment(for: pg)
+        #expect(try await LifeboatCLI.run(["backup", "--manual", "--tag", "Purpose=pre-migration", "--config", primary.configFile],
+            environment: env).status == 0)
+        try await pg.pgbench(["-t", "200", "-n"])
+        #expect(try await LifeboatCLI.run(["backup", "--config", primary.configFile], environment: env).status == 0)
+        try await pg.pgbench(["-t", "300", "-n"])
+        try await pg.archiveCurrentWAL()
+
+        let s3 = try await MotoServer.shared.bucket(prefix: "us-west-2")
+        let secondKey = try sandbox.file("second.key", "the second region's own key\n", mode: 0o600)
+        let secondConfig = try sandbox.file("second.yaml", """
+            repo: s3://\(s3.bucket)/\(s3.prefix)
+            key_file: \(secondKey)
+            s3: { endpoint: "\(s3.endpoint.absoluteString)", access_key_id: \(s3.accessKeyID), secret_access_key: \(s3.secretAccessKey) }
+            """)
+        #expect(try await LifeboatCLI.run(["repo", "init", "--config", secondConfig]).status == 0)
+        let second = try await Repository.open(store: S3Store(settings: s3), key: .keyFile(secondKey), logger: TestSandbox.logger())
+
+        // A first attempt dies when it tries to commit: nothing visible in the target.
+        let failing = try await Repository.open(store: FaultInjectingStore(S3Store(settings: s3), faults: [.forbidden(prefix: "backups/")]),
+            key: .keyFile(secondKey), logger: TestSandbox.logger())
+        await #expect {
+            _ = try await RepositoryCopier(source: try await primary.reopen(), target: failing, logger: TestSandbox.logger()).run(backupIDs: nil)
+        } throws: { ($0 as? LifeboatError) != nil }
+        #expect(try await second.backups().isEmpty)
+
+        // The real copy resumes: chunks the failed attempt stored are not copied again.
+        let copy = try await LifeboatCLI.run(["copy", "--config", primary.configFile, "--to-config", secondConfig, "--all", "--json"])
+        #expect(copy.status == 0, "\(copy.errors)")
+        let report = try LifeboatCLI.json(copy)
+        #expect((report["copiedBackups"] as? [String])?.count == 2)
+        #expect((report["chunksPresent"] as? Int ?? 0) > 0, "resumed from the failed attempt")
+        #expect((report["verifyProblems"] as? [Any])?.isEmpty == true)
+        let again = try LifeboatCLI.json(try await LifeboatCLI.run(["copy", "--config", primary.configFile, "--to-config", secondConfig,
+            "--all", "--json"]))
+        #expect((again["copiedBackups"] as? [String])?.isEmpty == true && (again["presentBackups"] as? [String])?.count == 2)
+
+        // Re-encrypted: different chunk names, and the primary's key does not open the copy.
+        let sourceChunks = try await primary.reopen().chunkIDs()
+        let copiedChunks = try await second.chunkIDs()
+        #expect(!copiedChunks.isEmpty && sourceChunks.isDisjoint(with: copiedChunks))
+        await #expect { _ = try await Repository.open(store: S3Store(settings: s3), key: .keyFile(primary.keyFile), logger: TestSandbox.logger()) }
+            throws: { ($0 as? LifeboatError)?.code == .wrongKey }
+        #expect(try await second.backups().first?.tags == ["Purpose": "pre-migration"])
+
+        // The primary is gone: restore from the copy alone.
+        let history = try await pg.value("SELECT count(*) FROM pgbench_history")
+        try await pg.stop()
+        try FileManager.default.removeItem(atPath: primary.path)
+        let dest = sandbox.path("from-second-region")
+        let port = TestSandbox.freePort()
+        let restore = try await LifeboatCLI.run(["restore", "--config", secondConfig, "--to", dest, "--start", "--port", String(port),
+            "--socket-dir", sandbox.root])
+        #expect(restore.status == 0, "\(restore.errors)")
+        let restored = TestPostgres(cluster: LocalCluster(dataDirectory: dest, port: port, socketDirectory: sandbox.root,
+            binaries: pg.cluster.binaries, user: sandbox.user), sandbox: sandbox)
+        #expect(try await restored.value("SELECT count(*) FROM pgbench_history") == history)
+        try await restored.stop()
+    }
 }

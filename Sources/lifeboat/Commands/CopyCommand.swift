@@ -1,0 +1,61 @@
+import ArgumentParser
+import Foundation
+import LifeboatCore
+import LifeboatRepository
+
+struct CopyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "copy",
+        abstract: "Copy backups and their WAL into another repository, re-encrypted under its own key (idempotent, resumable, verified).")
+
+    @OptionGroup var global: GlobalOptions
+    @Option(name: .customLong("to-config"), help: "Configuration file of the target repository (its repo, key and s3 settings).") var toConfig: String?
+    @Option(help: "Target repository location (with --to-key-file or LIFEBOAT_TO_PASSPHRASE).") var to: String?
+    @Option(name: .customLong("to-key-file"), help: "Key file of the target repository.") var toKeyFile: String?
+    @Option(help: "Copy this backup (repeatable).") var backup: [String] = []
+    @Flag(help: "Copy every backup.") var all = false
+    @Flag(name: .customLong("no-verify"), help: "Skip verifying the target afterwards.") var noVerify = false
+    @Option(help: "Chunks copied at once.") var parallelism: Int?
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+        guard all != !backup.isEmpty else {
+            throw LifeboatError(.invalidUsage, "give --all or at least one --backup ID")
+        }
+        let settings = try Settings(global)
+        let logger = settings.makeLogger()
+        let source = try await settings.openRepository(logger)
+        var targetArgs: [String] = []
+        if let toConfig { targetArgs += ["--config", toConfig] }
+        if let to { targetArgs += ["--repo", to] }
+        if let toKeyFile { targetArgs += ["--key-file", toKeyFile] }
+        guard toConfig != nil || to != nil else {
+            throw LifeboatError(.invalidUsage, "no target repository", hint: "give --to-config FILE, or --to REPO with --to-key-file")
+        }
+        let targetSettings = try Settings(try GlobalOptions.parse(targetArgs))
+        let targetKey: KeySource
+        if targetSettings.keyFilePath == nil, let pass = ProcessInfo.processInfo.environment["LIFEBOAT_TO_PASSPHRASE"] {
+            targetKey = .passphrase(pass)
+        } else if targetSettings.keyFilePath != nil || targetSettings.file["passphrase"] != nil {
+            targetKey = try targetSettings.keySource()
+        } else {
+            throw LifeboatError(.invalidUsage, "no key for the target repository",
+                hint: "give --to-key-file, key_file in --to-config, or LIFEBOAT_TO_PASSPHRASE; the target has a key of its own")
+        }
+        let target = try await Repository.open(store: try targetSettings.store(), key: targetKey, logger: logger)
+        let report = try await RepositoryCopier(source: source, target: target, parallelism: try settings.parallelism(parallelism),
+            logger: logger).run(backupIDs: all ? nil : backup, verify: !noVerify)
+        if json {
+            try Output.json(report)
+        } else {
+            print("copied \(report.copiedBackups.count) backup(s) to \(target.store.location), \(report.presentBackups.count) already there")
+            print("  chunks: \(report.chunksCopied) copied, \(report.chunksPresent) present; WAL files: \(report.walFilesCopied) copied, \(report.walFilesPresent) present; \(Output.bytes(UInt64(report.bytesWritten))) written")
+            if let problems = report.verifyProblems {
+                print(problems.isEmpty ? "  target verified: no problems" : "  target verification found \(problems.count) problem(s)")
+                for p in problems { print("  PROBLEM \(p.object): \(p.message)") }
+            }
+        }
+        if let problems = report.verifyProblems, !problems.isEmpty {
+            throw LifeboatError(.integrity, "the target repository has \(problems.count) problem(s) after the copy")
+        }
+    }
+}
