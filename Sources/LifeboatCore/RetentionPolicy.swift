@@ -22,6 +22,12 @@ public struct ExpirePlan: Sendable, Equatable {
         public var backupID: String
         public var keep: Bool
         public var reason: String
+
+        public init(backupID: String, keep: Bool, reason: String) {
+            self.backupID = backupID
+            self.keep = keep
+            self.reason = reason
+        }
     }
 
     public var decisions: [Decision]

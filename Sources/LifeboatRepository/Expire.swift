@@ -18,6 +18,10 @@ public struct ExpireReport: Codable, Sendable {
     public var walFilesRemoved: Int
     public var walBytesRemoved: Int
     public var orphanManifestsRemoved: Int
+    /// Objects the policy would remove but that are still locked (Object Lock, append-only).
+    public var protectedObjects: Int
+    /// When the first of them becomes deletable (a later expire removes it).
+    public var nextDeletableAt: Date?
 }
 
 /// Applies the retention policy: removes expired backups, then chunks no remaining backup uses,
@@ -41,8 +45,30 @@ public struct Expirer: Sendable {
     private func runLocked(dryRun: Bool, now: Date) async throws -> ExpireReport {
         let repo = repository
         let backups = try await repo.backups()
-        let plan = ExpirePlan.make(backups: backups, policy: policy, now: now)
+        var plan = ExpirePlan.make(backups: backups, policy: policy, now: now)
         let byID = Dictionary(uniqueKeysWithValues: backups.map { ($0.id, $0) })
+        var protectedCount = 0
+        var nextDeletable: Date?
+        func protected(_ key: String) async throws -> Bool {
+            guard let until = try await repo.store.protectedUntil(key) else { return false }
+            protectedCount += 1
+            nextDeletable = min(nextDeletable ?? until, until)
+            return true
+        }
+        // Never try to delete a locked object: a backup whose record or file list is still locked
+        // stays, and says until when.
+        for (i, d) in plan.decisions.enumerated() where !d.keep {
+            guard let b = byID[d.backupID] else { continue }
+            for key in [Repository.backupKey(b.id), b.manifestObject] {
+                if let until = try await repo.store.protectedUntil(key) {
+                    plan.decisions[i] = .init(backupID: b.id, keep: true,
+                        reason: "\(d.reason), but locked until \(Timestamp.format(until)); expired after that")
+                    protectedCount += 1
+                    nextDeletable = min(nextDeletable ?? until, until)
+                    break
+                }
+            }
+        }
         let kept = plan.kept.compactMap { byID[$0] }
         let expired = plan.expired.compactMap { byID[$0] }
 
@@ -52,7 +78,8 @@ public struct Expirer: Sendable {
         for b in kept {
             for entry in try await repo.manifest(for: b).entries { referenced.formUnion(entry.chunks) }
         }
-        let orphans = try await repo.orphanManifests()
+        var orphans: [String] = []
+        for key in try await repo.orphanManifests() where try await !protected(key) { orphans.append(key) }
         if !dryRun {
             for b in expired {
                 try await repo.deleteBackup(b)
@@ -66,6 +93,7 @@ public struct Expirer: Sendable {
         for info in try await repo.store.list(prefix: "chunks/") {
             let id = String(info.key.split(separator: "/").last ?? "")
             if referenced.contains(id) { continue }
+            if try await protected(info.key) { continue }
             chunksRemoved += 1
             chunkBytes += info.size
             if !dryRun { try await repo.store.delete(info.key) }
@@ -75,6 +103,7 @@ public struct Expirer: Sendable {
         var walBytes = 0
         if !kept.isEmpty {
             for (file, info) in try await repo.walFiles() where !ExpirePlan.walNeeded(file, keptBackups: kept) {
+                if try await protected(info.key) { continue }
                 walRemoved += 1
                 walBytes += info.size
                 if !dryRun { try await repo.store.delete(info.key) }
@@ -84,6 +113,7 @@ public struct Expirer: Sendable {
             ExpireReport.BackupDecision(id: d.backupID, kind: byID[d.backupID]?.kind ?? .automated, keep: d.keep, reason: d.reason)
         }
         return ExpireReport(dryRun: dryRun, backups: decisions, chunksRemoved: chunksRemoved, chunkBytesRemoved: chunkBytes,
-            walFilesRemoved: walRemoved, walBytesRemoved: walBytes, orphanManifestsRemoved: dryRun ? 0 : orphans.count)
+            walFilesRemoved: walRemoved, walBytesRemoved: walBytes, orphanManifestsRemoved: dryRun ? 0 : orphans.count,
+            protectedObjects: protectedCount, nextDeletableAt: nextDeletable)
     }
 }

@@ -15,6 +15,8 @@ import Glibc
 public struct FileStore: ObjectStore {
     public let root: String
     private let owner: (uid: uid_t, gid: gid_t)?
+    /// Append-only mode: an object may not be deleted until this long after it was written.
+    public var appendOnlyRetention: TimeInterval?
 
     public var location: String { root }
 
@@ -84,9 +86,19 @@ public struct FileStore: ObjectStore {
     }
 
     public func delete(_ key: String) async throws {
+        if let until = try await protectedUntil(key) {
+            throw LifeboatError(.repository, "\(key) is append-only until \(Timestamp.format(until)); not deleted",
+                hint: "the repository is append-only (append_only in the configuration)")
+        }
         if unlink(path(key)) != 0, errno != ENOENT {
             throw Self.ioError("could not delete \(key)", errno: errno, path: path(key))
         }
+    }
+
+    public func protectedUntil(_ key: String) async throws -> Date? {
+        guard let retention = appendOnlyRetention, !isBookkeeping(key), let info = try await info(key) else { return nil }
+        let until = info.modified.addingTimeInterval(retention)
+        return until > Date() ? until : nil
     }
 
     /// True if the directory does not exist or holds nothing.

@@ -43,6 +43,18 @@ public protocol ObjectStore: Sendable {
     /// (still being written) objects.
     func list(prefix: String) async throws -> [ObjectInfo]
 
-    /// Removes `key`. Idempotent: removing a missing object succeeds.
+    /// Removes `key`. Idempotent: removing a missing object succeeds. Refused (`.repository`) while
+    /// the object is protected (see `protectedUntil`).
     func delete(_ key: String) async throws
+
+    /// Until when the object may not be deleted (S3 Object Lock, append-only file store); nil when
+    /// it may be deleted now. Nothing in Lifeboat shortens a protection.
+    func protectedUntil(_ key: String) async throws -> Date?
 }
+
+extension ObjectStore {
+    public func protectedUntil(_ key: String) async throws -> Date? { nil }
+}
+
+/// Keys that are bookkeeping, not recovery data: never locked, always deletable.
+public func isBookkeeping(_ key: String) -> Bool { key.hasPrefix("locks/") }

@@ -55,4 +55,5 @@ public struct RetryingStore: ObjectStore {
     public func info(_ key: String) async throws -> ObjectInfo? { try await retrying(key) { try await base.info(key) } }
     public func list(prefix: String) async throws -> [ObjectInfo] { try await retrying(prefix) { try await base.list(prefix: prefix) } }
     public func delete(_ key: String) async throws { try await retrying(key) { try await base.delete(key) } }
+    public func protectedUntil(_ key: String) async throws -> Date? { try await retrying(key) { try await base.protectedUntil(key) } }
 }

@@ -108,4 +108,5 @@ public final class FaultInjectingStore: ObjectStore, @unchecked Sendable {
         return try await base.list(prefix: prefix)
     }
     public func delete(_ key: String) async throws { try await base.delete(key) }
+    public func protectedUntil(_ key: String) async throws -> Date? { try await base.protectedUntil(key) }
 }

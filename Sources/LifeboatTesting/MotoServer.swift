@@ -83,7 +83,7 @@ public actor MotoServer {
     }
 
     /// The Python that runs moto (it has boto3).
-    static func python() -> String {
+    public static func python() -> String {
         if let server = try? locate() {
             let beside = (server as NSString).deletingLastPathComponent + "/python3"
             if FileManager.default.isExecutableFile(atPath: beside) { return beside }

@@ -28,7 +28,7 @@ struct GlobalOptions: ParsableArguments {
 struct Settings {
     static let knownKeys: Set<String> = [
         "repo", "key_file", "passphrase", "pgdata", "pghost", "pgport", "pguser", "pgdatabase", "pgpassword", "pg_bin",
-        "parallelism", "compression", "compression_level", "chunk_size", "retention", "wal_timeout", "log_level", "drill", "state_dir", "s3",
+        "parallelism", "compression", "compression_level", "chunk_size", "retention", "wal_timeout", "log_level", "drill", "state_dir", "s3", "append_only",
     ]
     static let knownS3Keys: Set<String> = [
         "region", "endpoint", "path_style", "profile", "access_key_id", "secret_access_key", "session_token",
@@ -193,7 +193,9 @@ struct Settings {
             return RetryingStore(S3Store(settings: settings), logger: makeLogger())
         }
         let path = location.hasPrefix("file://") ? String(location.dropFirst("file://".count)) : location
-        return FileStore(root: Self.absolute(path))
+        var store = FileStore(root: Self.absolute(path))
+        if let retention = string("append_only") { store.appendOnlyRetention = try HumanDuration.parse(retention) }
+        return store
     }
 
     var keyFilePath: String? { (global.keyFile ?? string("key_file")).map(Self.absolute) }

@@ -37,7 +37,7 @@ public final class S3Store: ObjectStore, @unchecked Sendable {
             if try await info(key) != nil { return false }
             return try await multipartUpload(key, data: data, ifAbsent: true)
         }
-        let r = try await send("PUT", key: key, body: data, headers: lockHeaders(data).merging(["If-None-Match": "*"]) { $1 })
+        let r = try await send("PUT", key: key, body: data, headers: lockHeaders(key, data).merging(["If-None-Match": "*"]) { $1 })
         switch r.status {
         case 200: return true
         case 412: return false
@@ -46,7 +46,7 @@ public final class S3Store: ObjectStore, @unchecked Sendable {
     }
 
     public func put(_ key: String, data: Data) async throws {
-        let r = try await send("PUT", key: key, body: data, headers: lockHeaders(data))
+        let r = try await send("PUT", key: key, body: data, headers: lockHeaders(key, data))
         guard r.status == 200 else { throw error(r, "store \(key)") }
     }
 
@@ -92,12 +92,17 @@ public final class S3Store: ObjectStore, @unchecked Sendable {
     }
 
     public func delete(_ key: String) async throws {
+        // On a locked bucket a plain DELETE would only hide the object behind a delete marker;
+        // refuse it instead, so expire's accounting stays true.
+        if settings.objectLock != nil, let until = try await protectedUntil(key) {
+            throw LifeboatError(.repository, "\(key) is locked until \(Timestamp.format(until)); not deleted")
+        }
         let r = try await send("DELETE", key: key)
         guard r.status == 204 || r.status == 200 || r.status == 404 else { throw error(r, "delete \(key)") }
     }
 
     /// Until when Object Lock protects `key` (nil: not locked or the lock has ended).
-    public func lockedUntil(_ key: String) async throws -> Date? {
+    public func protectedUntil(_ key: String) async throws -> Date? {
         let r = try await send("HEAD", key: key)
         guard r.status == 200, let text = r.headers["x-amz-object-lock-retain-until-date"] else { return nil }
         let f = ISO8601DateFormatter()
@@ -127,7 +132,7 @@ public final class S3Store: ObjectStore, @unchecked Sendable {
     // MARK: - multipart
 
     func multipartUpload(_ key: String, data: Data, ifAbsent: Bool) async throws -> Bool {
-        let start = try await send("POST", key: key, query: [("uploads", "")], headers: lockHeaders(nil))
+        let start = try await send("POST", key: key, query: [("uploads", "")], headers: lockHeaders(key, nil))
         guard start.status == 200, let uploadID = S3ListParser.value(of: "UploadId", in: start.body) else {
             throw error(start, "start a multipart upload of \(key)")
         }
@@ -166,8 +171,8 @@ public final class S3Store: ObjectStore, @unchecked Sendable {
         var body: Data
     }
 
-    func lockHeaders(_ body: Data?) -> [String: String] {
-        guard let lock = settings.objectLock else { return [:] }
+    func lockHeaders(_ key: String, _ body: Data?) -> [String: String] {
+        guard let lock = settings.objectLock, !isBookkeeping(key) else { return [:] }
         let f = ISO8601DateFormatter()
         f.formatOptions = [.withInternetDateTime]
         var h = ["x-amz-object-lock-mode": lock.mode.rawValue,

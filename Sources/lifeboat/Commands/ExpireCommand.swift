@@ -27,6 +27,9 @@ struct ExpireCommand: AsyncParsableCommand {
         }
         for d in report.backups { print("\(d.keep ? "keep  " : "expire") \(d.id) (\(d.kind.rawValue)): \(d.reason)") }
         let verb = dryRun ? "would remove" : "removed"
+        if report.protectedObjects > 0 {
+            print("\(report.protectedObjects) object(s) are locked and were left alone; the first becomes deletable at \(report.nextDeletableAt.map(Timestamp.format) ?? "?")")
+        }
         print("\(verb) \(report.chunksRemoved) chunks (\(Output.bytes(UInt64(report.chunkBytesRemoved)))), \(report.walFilesRemoved) WAL files (\(Output.bytes(UInt64(report.walBytesRemoved))))")
     }
 }
