@@ -75,20 +75,24 @@ func syntheticBackup(_ repo: Repository, id: String, stoppedAgo: TimeInterval, c
         let sandbox = try TestSandbox("appendonly")
         defer { Task { await sandbox.remove() } }
         var store = FileStore(root: sandbox.path("repo"))
-        store.appendOnlyRetention = 2
+        store.appendOnlyRetention = 600
         let repo = try await Repository.initialize(store: store, key: .passphrase("p"), logger: TestSandbox.logger())
-        let old = try await syntheticBackup(repo, id: "old", stoppedAgo: 30 * 86400, chunks: [Data(repeating: 1, count: 5000)], segment: 2)
+        let oldBackup = try await syntheticBackup(repo, id: "old", stoppedAgo: 30 * 86400, chunks: [Data(repeating: 1, count: 5000)], segment: 2)
         _ = try await syntheticBackup(repo, id: "mid", stoppedAgo: 8 * 86400, chunks: [Data(repeating: 3, count: 5000)], segment: 3)
         _ = try await syntheticBackup(repo, id: "new", stoppedAgo: 60, chunks: [Data(repeating: 2, count: 5000)], segment: 4)
-        await #expect { try await store.delete(Repository.walKey(.segment(old.startSegment))) } throws: {
+        await #expect { try await store.delete(Repository.walKey(.segment(oldBackup.startSegment))) } throws: {
             ($0 as? LifeboatError)?.message.contains("append-only") == true
         }
         let early = try await Expirer(repository: repo, policy: .seedDefault).run(dryRun: false)
-        #expect(early.backups.first { $0.id == old.id }?.keep == true)
+        #expect(early.backups.first { $0.id == oldBackup.id }?.keep == true)
         #expect(try await repo.backups().count == 3)
-        try await Task.sleep(for: .seconds(2.5))
+        // Time passes: every object is now older than the retention.
+        let old = Date().addingTimeInterval(-700)
+        for path in FileManager.default.subpaths(atPath: sandbox.path("repo")) ?? [] {
+            try FileManager.default.setAttributes([.modificationDate: old], ofItemAtPath: sandbox.path("repo/" + path))
+        }
         let later = try await Expirer(repository: repo, policy: .seedDefault).run(dryRun: false)
-        #expect(later.backups.first { $0.id == old.id }?.keep == false)
+        #expect(later.backups.first { $0.id == oldBackup.id }?.keep == false)
         #expect(later.chunksRemoved == 1)
         #expect(try await repo.backups().map(\.id).sorted() == ["mid", "new"])
         #expect(try await Verifier(repository: repo).run().problems == [])
