@@ -64,6 +64,22 @@ public struct RepositoryCopier: Sendable {
         let src = source
         let dst = target
 
+        // WAL first: everything any wanted backup needs that the target lacks, whether the backup
+        // is new there or already present (a replica that was down catches up here).
+        let targetWAL = Set(try await target.walFiles().map { "\($0.file)" })
+        let neededWAL = try await source.walFiles().filter { file, _ in
+            !targetWAL.contains("\(file)") && ExpirePlan.walNeeded(file, keptBackups: wanted)
+        }
+        _ = try await forEachBounded(neededWAL.map(\.file), parallelism: parallelism) { file -> Bool in
+            let data = try await src.fetchWAL(name: "\(file)")
+            switch try await dst.pushWAL(name: "\(file)", data: data) {
+            case .stored(let bytes): await stats.wal(written: bytes)
+            case .alreadyArchived: await stats.wal(written: nil)
+            }
+            return true
+        }
+        report.walFilesPresent = targetWAL.count
+
         for record in wanted {
             if existing.contains(record.id) {
                 report.presentBackups.append(record.id)
@@ -89,17 +105,6 @@ public struct RepositoryCopier: Sendable {
                 return copy
             }
             entries = translated
-            // The WAL this backup needs: to its stop for a manual one, to the end of the archive
-            // for an automated one; timeline histories always.
-            let needed = try await source.walFiles().filter { file, _ in ExpirePlan.walNeeded(file, keptBackups: [record]) }
-            _ = try await forEachBounded(needed.map(\.file), parallelism: parallelism) { file -> Bool in
-                let data = try await src.fetchWAL(name: "\(file)")
-                switch try await dst.pushWAL(name: "\(file)", data: data) {
-                case .stored(let bytes): await stats.wal(written: bytes)
-                case .alreadyArchived: await stats.wal(written: nil)
-                }
-                return true
-            }
             var copied = record
             // A file list left by an interrupted copy of this backup has no record pointing at it
             // (we checked) and expire cannot run meanwhile (we hold a lock): replace it.
@@ -113,11 +118,15 @@ public struct RepositoryCopier: Sendable {
             report.copiedBackups.append(record.id)
             report.chunksCopied = s.chunksCopied
             report.chunksPresent = s.chunksPresent
-            report.walFilesCopied = s.walCopied
-            report.walFilesPresent = s.walPresent
             report.bytesWritten = s.bytes
             logger.info("backup copied", metadata: [LogKey.backupID: .string(record.id)])
         }
+        let s = await stats.snapshot()
+        report.chunksCopied = s.chunksCopied
+        report.chunksPresent = s.chunksPresent
+        report.walFilesCopied = s.walCopied
+        report.walFilesPresent += s.walPresent
+        report.bytesWritten = s.bytes
         if verify {
             report.verifyProblems = try await Verifier(repository: target, parallelism: parallelism).run().problems
         }

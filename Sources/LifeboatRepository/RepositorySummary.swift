@@ -25,6 +25,8 @@ public struct RepositorySummary: Codable, Sendable {
     public var timelines: [Timeline]
     public var chunkCount: Int
     public var totalBytes: Int
+    /// Lag of each further repository of this cluster (filled by the caller that knows them).
+    public var replicas: [ReplicaLag] = []
 
     public static func make(_ repo: Repository) async throws -> RepositorySummary {
         let all = try await repo.store.list(prefix: "")

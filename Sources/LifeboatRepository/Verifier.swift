@@ -14,6 +14,8 @@ public struct VerifyReport: Codable, Sendable {
     public var backupsChecked: Int
     public var walFilesChecked: Int
     public var problems: [Problem]
+    /// Lag of the cluster's further repositories (shown, not counted as problems of this one).
+    public var replicas: [ReplicaLag] = []
     public var ok: Bool { problems.isEmpty }
 }
 

@@ -28,7 +28,7 @@ struct GlobalOptions: ParsableArguments {
 struct Settings {
     static let knownKeys: Set<String> = [
         "repo", "key_file", "passphrase", "pgdata", "pghost", "pgport", "pguser", "pgdatabase", "pgpassword", "pg_bin",
-        "parallelism", "compression", "compression_level", "chunk_size", "retention", "wal_timeout", "log_level", "drill", "state_dir", "s3", "append_only",
+        "parallelism", "compression", "compression_level", "chunk_size", "retention", "wal_timeout", "log_level", "drill", "state_dir", "s3", "append_only", "replicas",
     ]
     static let knownS3Keys: Set<String> = [
         "region", "endpoint", "path_style", "profile", "access_key_id", "secret_access_key", "session_token",
@@ -106,6 +106,23 @@ struct Settings {
             if let v = env[key] { serverEnv[key] = v }
         }
         return (fetch, serverEnv)
+    }
+
+    /// `replicas`: configuration files of further repositories for this cluster (relative paths
+    /// are relative to this file). The first repository, this one, is the primary.
+    var replicaConfigs: [String] {
+        get throws {
+            guard let raw = file["replicas"] else { return [] }
+            guard let list = raw as? [Any] else { throw LifeboatError(.invalidUsage, "replicas must be a list of configuration files") }
+            let base = configPath.map { ($0 as NSString).deletingLastPathComponent } ?? FileManager.default.currentDirectoryPath
+            return list.map { "\($0)" }.map { $0.hasPrefix("/") ? $0 : base + "/" + $0 }
+        }
+    }
+
+    /// Opens one replica from its configuration file.
+    static func openReplica(_ path: String, logger: Logger) async throws -> Repository {
+        let settings = try Settings(try GlobalOptions.parse(["--config", path]))
+        return try await settings.openRepository(logger)
     }
 
     var drillSection: [String: Any] { file["drill"] as? [String: Any] ?? [:] }

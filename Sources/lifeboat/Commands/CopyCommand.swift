@@ -11,6 +11,7 @@ struct CopyCommand: AsyncParsableCommand {
     @Option(name: .customLong("to-config"), help: "Configuration file of the target repository (its repo, key and s3 settings).") var toConfig: String?
     @Option(help: "Target repository location (with --to-key-file or LIFEBOAT_TO_PASSPHRASE).") var to: String?
     @Option(name: .customLong("to-key-file"), help: "Key file of the target repository.") var toKeyFile: String?
+    @Flag(name: .customLong("to-replicas"), help: "Catch up every repository listed under replicas in the configuration.") var toReplicas = false
     @Option(help: "Copy this backup (repeatable).") var backup: [String] = []
     @Flag(help: "Copy every backup.") var all = false
     @Flag(name: .customLong("no-verify"), help: "Skip verifying the target afterwards.") var noVerify = false
@@ -24,6 +25,18 @@ struct CopyCommand: AsyncParsableCommand {
         let settings = try Settings(global)
         let logger = settings.makeLogger()
         let source = try await settings.openRepository(logger)
+        if toReplicas {
+            var failed = 0
+            for path in try settings.replicaConfigs {
+                let target = try await Settings.openReplica(path, logger: logger)
+                let report = try await RepositoryCopier(source: source, target: target, parallelism: try settings.parallelism(parallelism),
+                    logger: logger).run(backupIDs: all ? nil : backup, verify: !noVerify)
+                if json { try Output.json(report) } else { print("\(target.store.location): \(report.copiedBackups.count) backup(s) and \(report.walFilesCopied) WAL file(s) copied") }
+                failed += report.verifyProblems?.count ?? 0
+            }
+            if failed > 0 { throw LifeboatError(.integrity, "replicas have \(failed) problem(s) after the copy") }
+            return
+        }
         var targetArgs: [String] = []
         if let toConfig { targetArgs += ["--config", toConfig] }
         if let to { targetArgs += ["--repo", to] }

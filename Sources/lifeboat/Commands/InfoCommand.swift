@@ -13,7 +13,14 @@ struct InfoCommand: AsyncParsableCommand {
         let settings = try Settings(global)
         let logger = settings.makeLogger()
         let repo = try await settings.openRepository(logger)
-        let s = try await RepositorySummary.make(repo)
+        var s = try await RepositorySummary.make(repo)
+        for path in try settings.replicaConfigs {
+            do {
+                s.replicas.append(try await ReplicaLag.measure(primary: repo, replica: try await Settings.openReplica(path, logger: logger)))
+            } catch let e as LifeboatError {
+                s.replicas.append(ReplicaLag(location: "\(path) (unreachable: \(e.message))", missingBackups: [], missingWALFiles: -1))
+            }
+        }
         if json {
             try Output.json(s)
             return
@@ -22,6 +29,10 @@ struct InfoCommand: AsyncParsableCommand {
         print("recovery window: \(s.earliestRestorableTime.map(Timestamp.format) ?? "-") .. \(s.latestRestorableTime.map(Timestamp.format) ?? "-")")
         print("wal archive: \(s.walFiles) files, \(Output.bytes(UInt64(s.walBytes))), last segment \(s.lastArchivedWAL ?? "-")")
         for t in s.timelines { print("  timeline \(t.timeline): \(t.segments) segments \(t.first ?? "") .. \(t.last ?? "")") }
+        for r in s.replicas {
+            print("replica \(r.location): " + (r.missingWALFiles < 0 ? "unreachable"
+                : r.upToDate ? "up to date" : "behind by \(r.missingBackups.count) backup(s) and \(r.missingWALFiles) WAL file(s) (last WAL \(r.lastReplicaWAL ?? "-") vs \(r.lastPrimaryWAL ?? "-"))"))
+        }
         print("backups: \(s.backups.count)")
         for b in s.backups {
             let tags = b.tags.keys.sorted().map { "\($0)=\(b.tags[$0] ?? "")" }.joined(separator: ",")

@@ -3,6 +3,7 @@ import Foundation
 import LifeboatCore
 import LifeboatPostgres
 import LifeboatRepository
+import Logging
 
 struct WALCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "wal", abstract: "WAL archive commands run by PostgreSQL.",
@@ -20,7 +21,37 @@ struct WALPushCommand: AsyncParsableCommand {
         let settings = try Settings(global)
         let logger = settings.makeLogger()
         let repo = try await settings.openRepository(logger)
+        // The primary must take the file: its failure fails the archive_command.
         _ = try await WALArchive(repository: repo, logger: logger).push(path: path)
+        // Replicas are best effort with a bound, so a slow or unreachable one never holds up
+        // archiving (which would grow the RPO); `lifeboat copy --to-replicas` catches them up.
+        for replica in try settings.replicaConfigs {
+            let file = path
+            let outcome = await withTaskGroup(of: String?.self) { group -> String? in
+                group.addTask {
+                    do {
+                        let r = try await Settings.openReplica(replica, logger: logger)
+                        _ = try await WALArchive(repository: r, logger: logger).push(path: file)
+                        return nil
+                    } catch let e as LifeboatError {
+                        return e.message
+                    } catch {
+                        return "\(error)"
+                    }
+                }
+                group.addTask {
+                    try? await Task.sleep(for: .seconds(30))
+                    return "timed out after 30s"
+                }
+                let first = await group.next() ?? nil
+                group.cancelAll()
+                return first
+            }
+            if let problem = outcome {
+                logger.warning("replica did not take the WAL file; it will lag until `lifeboat copy --to-replicas`",
+                    metadata: ["lifeboat.replica": .string(replica), "lifeboat.error": .string(problem)])
+            }
+        }
     }
 }
 
