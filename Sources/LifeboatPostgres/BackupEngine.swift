@@ -147,6 +147,9 @@ public struct BackupEngine: Sendable {
         record.newChunks = totals.newChunks
         record.totalChunks = totals.chunks
         try await repo.commitBackup(record)
+        if repo.store.locksObjects {
+            try await extendLocks(record: record, manifest: manifest, policy: options.policy, parallelism: options.parallelism)
+        }
         log.info("backup committed", metadata: ["lifeboat.bytes.logical": "\(totals.logical)", "lifeboat.bytes.stored": "\(totals.stored)"])
         return BackupResult(backup: record, durationSeconds: Date().timeIntervalSince(began))
     }
@@ -194,6 +197,25 @@ public struct BackupEngine: Sendable {
             if filled < chunkSize { break }
         }
         return ManifestEntry(path: item.path, type: .file, mode: item.mode, size: size, modified: item.modified, chunks: chunks)
+    }
+
+    /// Immutable repositories: every object this backup needs stays locked at least as long as the
+    /// backup is kept, including chunks written by earlier backups and reused here. Manual backups
+    /// until their own retention; automated ones for the recovery window past their end, plus a day.
+    func extendLocks(record: BackupRecord, manifest: BackupManifest, policy: RetentionPolicy, parallelism: Int) async throws {
+        let until = record.retainUntil ?? record.stopTime.addingTimeInterval(policy.recoveryWindow + 86400)
+        var keys = Set(manifest.entries.flatMap { $0.chunks.map { "chunks/\($0.prefix(2))/\($0)" } })
+        keys.insert("backups/\(record.id)")
+        keys.insert(record.manifestObject)
+        let size = record.walSegmentSize
+        for n in record.startSegment.number(segmentSize: size)...record.stopSegment.number(segmentSize: size) {
+            keys.insert(Repository.walKey(.segment(WALSegment(timeline: record.timeline, number: n, segmentSize: size))))
+        }
+        let store = repository.store
+        _ = try await forEachBounded(Array(keys), parallelism: max(parallelism, 8)) { key -> Bool in
+            try await store.extendProtection(key, until: until)
+            return true
+        }
     }
 
     /// Waits until every segment from the backup's start to its stop is in the repository.

@@ -50,10 +50,18 @@ public protocol ObjectStore: Sendable {
     /// Until when the object may not be deleted (S3 Object Lock, append-only file store); nil when
     /// it may be deleted now. Nothing in Lifeboat shortens a protection.
     func protectedUntil(_ key: String) async throws -> Date?
+
+    /// True when objects are locked on write (immutable mode).
+    var locksObjects: Bool { get }
+
+    /// Makes the object's protection last at least until `until`; never shortens it.
+    func extendProtection(_ key: String, until: Date) async throws
 }
 
 extension ObjectStore {
     public func protectedUntil(_ key: String) async throws -> Date? { nil }
+    public var locksObjects: Bool { false }
+    public func extendProtection(_ key: String, until: Date) async throws {}
 }
 
 /// Keys that are bookkeeping, not recovery data: never locked, always deletable.

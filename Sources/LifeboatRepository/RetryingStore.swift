@@ -56,4 +56,8 @@ public struct RetryingStore: ObjectStore {
     public func list(prefix: String) async throws -> [ObjectInfo] { try await retrying(prefix) { try await base.list(prefix: prefix) } }
     public func delete(_ key: String) async throws { try await retrying(key) { try await base.delete(key) } }
     public func protectedUntil(_ key: String) async throws -> Date? { try await retrying(key) { try await base.protectedUntil(key) } }
+    public var locksObjects: Bool { base.locksObjects }
+    public func extendProtection(_ key: String, until: Date) async throws {
+        try await retrying(key) { try await base.extendProtection(key, until: until) }
+    }
 }

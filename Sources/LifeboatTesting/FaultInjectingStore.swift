@@ -109,4 +109,6 @@ public final class FaultInjectingStore: ObjectStore, @unchecked Sendable {
     }
     public func delete(_ key: String) async throws { try await base.delete(key) }
     public func protectedUntil(_ key: String) async throws -> Date? { try await base.protectedUntil(key) }
+    public var locksObjects: Bool { base.locksObjects }
+    public func extendProtection(_ key: String, until: Date) async throws { try await base.extendProtection(key, until: until) }
 }

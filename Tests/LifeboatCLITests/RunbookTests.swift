@@ -136,6 +136,9 @@ import Glibc
         let s = try await Setup.make("dryrun")
         defer { Task { await s.cleanup() } }
         #expect(try await LifeboatCLI.run(["backup"] + s.common, environment: s.env).status == 0)
+        // Let the archiver finish what the backup started (its .backup history file, the switch),
+        // so the snapshot below is of a settled repository.
+        try await s.pg.archiveCurrentWAL()
         let endpointBefore = try String(contentsOfFile: s.app.endpointFile, encoding: .utf8)
         let repoBefore = try FileManager.default.subpathsOfDirectory(atPath: s.repo.path).sorted()
         let port = TestSandbox.freePort()

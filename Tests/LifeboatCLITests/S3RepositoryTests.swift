@@ -213,4 +213,62 @@ import Testing
         #expect(try await restored.value("SELECT count(*) FROM pgbench_history") == history)
         try await restored.stop()
     }
+
+    /// Immutable mode: a backup's objects, including chunks reused from earlier backups, stay
+    /// locked at least as long as the backup is kept, and no lock is ever shortened.
+    @Test func locksCoverTheRetentionOfEveryBackupUsingAnObject() async throws {
+        let sandbox = try TestSandbox("s3lock")
+        defer { Task { await sandbox.remove() } }
+        let s3 = try await MotoServer.shared.bucket(objectLock: ObjectLockSettings(mode: .compliance, retention: 3600))
+        let store = S3Store(settings: s3)
+        let keyFile = try sandbox.file("k", "pw\n", mode: 0o600)
+        let config = try sandbox.file("s3.yaml", """
+            repo: s3://\(s3.bucket)/\(s3.prefix)
+            key_file: \(keyFile)
+            s3: { endpoint: "\(s3.endpoint.absoluteString)", access_key_id: \(s3.accessKeyID), secret_access_key: \(s3.secretAccessKey),
+                  object_lock_mode: COMPLIANCE, object_lock_retention: 1h }
+            """)
+        #expect(try await LifeboatCLI.run(["repo", "init", "--config", config]).status == 0)
+        let repo = try await Repository.open(store: store, key: .keyFile(keyFile), logger: TestSandbox.logger())
+        let pg = try await TestPostgres.start(in: sandbox, archiveTo: TestRepository(path: "", keyFile: keyFile, configFile: config,
+            repository: repo))
+        _ = try await pg.query("CREATE TABLE t AS SELECT generate_series(1, 20000) AS id")
+        let env = LifeboatCLI.environment(for: pg)
+
+        // A manual backup kept 10 days: its objects are locked ~10 days, though the bucket default is 1h.
+        let manual = try await LifeboatCLI.run(["backup", "--manual", "--retain", "10d", "--json", "--config", config], environment: env)
+        #expect(manual.status == 0, "\(manual.errors)")
+        let manualID = try #require((try LifeboatCLI.json(manual)["backup"] as? [String: Any])?["id"] as? String)
+        let record = try await repo.backup(id: manualID)
+        let chunk = try #require(try await repo.manifest(for: record).entries.first { $0.path.hasPrefix("base/") && !$0.chunks.isEmpty }?.chunks.first)
+        let chunkKey = "chunks/\(chunk.prefix(2))/\(chunk)"
+        let tenDays = Date().addingTimeInterval(10 * 86400)
+        for key in [chunkKey, "backups/\(manualID)", record.manifestObject, Repository.walKey(.segment(record.startSegment))] {
+            let until = try #require(try await store.protectedUntil(key), "\(key) is locked")
+            #expect(abs(until.timeIntervalSince(tenDays)) < 600, "\(key) locked until \(until)")
+        }
+
+        // An automated backup reuses that chunk: its lock grows to cover the automated backup's
+        // window (7 days + 1) only if that is later; here 10 days is later, so it stays.
+        _ = try await pg.query("INSERT INTO t SELECT generate_series(1, 10)")
+        #expect(try await LifeboatCLI.run(["backup", "--config", config], environment: env).status == 0)
+        let after = try #require(try await store.protectedUntil(chunkKey))
+        #expect(abs(after.timeIntervalSince(tenDays)) < 600, "never shortened: \(after)")
+
+        // A chunk written by the automated backup alone, reused by a later manual one kept 20 days.
+        _ = try await pg.query("CREATE TABLE u AS SELECT generate_series(1, 30000) AS id")
+        _ = try await pg.query("CHECKPOINT")
+        let auto = try LifeboatCLI.json(try await LifeboatCLI.run(["backup", "--json", "--config", config], environment: env))
+        let autoID = try #require((auto["backup"] as? [String: Any])?["id"] as? String)
+        let autoRecord = try await repo.backup(id: autoID)
+        let autoChunks = Set(try await repo.manifest(for: autoRecord).entries.flatMap(\.chunks))
+        let manualChunks = Set(try await repo.manifest(for: record).entries.flatMap(\.chunks))
+        let fresh = try #require(autoChunks.subtracting(manualChunks).first)
+        let freshKey = "chunks/\(fresh.prefix(2))/\(fresh)"
+        let eightDays = autoRecord.stopTime.addingTimeInterval(8 * 86400)
+        #expect(abs((try await store.protectedUntil(freshKey) ?? .distantPast).timeIntervalSince(eightDays)) < 600)
+        #expect(try await LifeboatCLI.run(["backup", "--manual", "--retain", "20d", "--config", config], environment: env).status == 0)
+        let extended = try #require(try await store.protectedUntil(freshKey))
+        #expect(abs(extended.timeIntervalSince(Date().addingTimeInterval(20 * 86400))) < 600, "reused chunk extended: \(extended)")
+    }
 }

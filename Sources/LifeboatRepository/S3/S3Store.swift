@@ -129,6 +129,21 @@ public final class S3Store: ObjectStore, @unchecked Sendable {
         try await send(method, key: nil, body: body, headers: headers)
     }
 
+    public var locksObjects: Bool { settings.objectLock != nil }
+
+    /// PutObjectRetention to `until` when the current lock ends earlier. Compares first: a lock is
+    /// only ever lengthened (S3 refuses shortening a COMPLIANCE lock; some servers do not).
+    public func extendProtection(_ key: String, until: Date) async throws {
+        guard let lock = settings.objectLock, !isBookkeeping(key) else { return }
+        if let current = try await protectedUntil(key), current >= until { return }
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime]
+        let xml = Data("<Retention xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Mode>\(lock.mode.rawValue)</Mode><RetainUntilDate>\(f.string(from: until))</RetainUntilDate></Retention>".utf8)
+        let r = try await send("PUT", key: key, query: [("retention", "")], body: xml,
+            headers: ["Content-MD5": Data(Insecure.MD5.hash(data: xml)).base64EncodedString()])
+        guard r.status == 200 else { throw error(r, "extend the lock of \(key)") }
+    }
+
     // MARK: - multipart
 
     func multipartUpload(_ key: String, data: Data, ifAbsent: Bool) async throws -> Bool {
@@ -199,7 +214,7 @@ public final class S3Store: ObjectStore, @unchecked Sendable {
         components.port = settings.endpoint.port
         components.percentEncodedPath = SigV4Signer.encodePath(path)
         if !query.isEmpty {
-            components.percentEncodedQuery = query.map { $0.1.isEmpty && $0.0 == "uploads" ? $0.0 : "\(SigV4Signer.encode($0.0))=\(SigV4Signer.encode($0.1))" }
+            components.percentEncodedQuery = query.map { $0.1.isEmpty && ["uploads", "retention"].contains($0.0) ? $0.0 : "\(SigV4Signer.encode($0.0))=\(SigV4Signer.encode($0.1))" }
                 .joined(separator: "&")
         }
         guard let url = components.url else { throw LifeboatError(.internalError, "cannot build a URL for \(path)") }
