@@ -8,6 +8,9 @@ promoted server; WAL archiving lag under pgbench; the machine's floor (dd, zstd 
 import argparse, datetime, json, os, platform, pwd, re, shutil, socket, statistics, subprocess, sys, tempfile, time
 
 BIN = "/usr/lib/postgresql/15/bin"
+# A segment is archived when it has no .ready status and either its .done status or, recycled by a
+# later checkpoint, no file at all (PostgreSQL never removes a segment before it is archived).
+ARCHIVED = "NOT EXISTS (SELECT 1 FROM pg_ls_archive_statusdir() WHERE name = '{seg}.ready') AND (EXISTS (SELECT 1 FROM pg_ls_archive_statusdir() WHERE name = '{seg}.done') OR NOT EXISTS (SELECT 1 FROM pg_ls_waldir() WHERE name = '{seg}'))"
 ROOT = os.geteuid() == 0
 PGUSER = pwd.getpwnam("postgres") if ROOT else pwd.getpwuid(os.geteuid())
 
@@ -104,7 +107,9 @@ class Cluster:
         seg = self.psql("select pg_walfile_name(pg_current_wal_lsn())")
         self.psql("select pg_switch_wal()")
         t0 = time.monotonic()
-        while self.psql("select coalesce(last_archived_wal,'') from pg_stat_archiver") < seg:
+        # pg_stat_archiver.last_archived_wal is not monotonic (a .backup history file can be archived
+        # after a later segment); the segment's own .done status is the truth.
+        while self.psql("select " + ARCHIVED.format(seg=seg)) != "t":
             time.sleep(0.02)
         return time.monotonic() - t0
 
@@ -346,7 +351,8 @@ def floor(work):
     f["dd_read_direct"] = out.strip().splitlines()[-1]
     os.remove(path)
     out = subprocess.run(["zstd", "-b3", "-i3"], capture_output=True, text=True)
-    f["zstd_b3"] = (out.stdout + out.stderr).strip().splitlines()[-1]
+    # zstd redraws its progress line with carriage returns; the last redraw is the result.
+    f["zstd_b3"] = [l.strip() for l in (out.stdout + out.stderr).replace("\r", "\n").splitlines() if "MB/s" in l][-1]
     return f
 
 

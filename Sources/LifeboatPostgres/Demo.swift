@@ -158,7 +158,7 @@ public struct Demo: Sendable {
             let segment = try await session.value("SELECT pg_walfile_name(pg_current_wal_lsn())") ?? ""
             _ = try await session.query("SELECT pg_switch_wal()")
             let deadline = Date().addingTimeInterval(60)
-            while (try await session.value("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") ?? "") < segment {
+            while try await session.value("SELECT \(PostgresArchive.archivedCondition(segment))") != "true" {
                 guard Date() < deadline else { throw LifeboatError(.timeout, "WAL segment \(segment) was not archived") }
                 try await Task.sleep(for: .milliseconds(50))
             }

@@ -43,3 +43,14 @@ public struct WALArchive: Sendable {
         }
     }
 }
+
+/// SQL about the server's own archiver.
+public enum PostgresArchive {
+    /// True once `segment` is archived: no `.ready` status, and either a `.done` status or no file
+    /// left (a later checkpoint recycled it; PostgreSQL never removes a segment before archiving).
+    /// `pg_stat_archiver.last_archived_wal` is no substitute: a `.backup` history file archived after
+    /// a later segment makes it go backwards.
+    public static func archivedCondition(_ segment: String) -> String {
+        "NOT EXISTS (SELECT 1 FROM pg_ls_archive_statusdir() WHERE name = '\(segment).ready') AND (EXISTS (SELECT 1 FROM pg_ls_archive_statusdir() WHERE name = '\(segment).done') OR NOT EXISTS (SELECT 1 FROM pg_ls_waldir() WHERE name = '\(segment)'))"
+    }
+}

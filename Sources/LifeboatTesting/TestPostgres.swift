@@ -67,9 +67,10 @@ public struct TestPostgres: Sendable {
         _ = try await query("SELECT pg_switch_wal()")
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
-            let last = try await value("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") ?? ""
-            if last >= segment, !last.isEmpty { return }
-            try await Task.sleep(for: .milliseconds(100))
+            // Not pg_stat_archiver.last_archived_wal: a .backup history file archived after a later
+            // segment makes it go backwards. The segment's .done status is the truth.
+            if try await value("SELECT \(PostgresArchive.archivedCondition(segment))") == "true" { return }
+            try await Task.sleep(for: .milliseconds(50))
         }
         throw LifeboatError(.timeout, "segment \(segment) was not archived within \(timeout)s")
     }
