@@ -63,3 +63,16 @@ public enum Timestamp {
         return f.string(from: date) + String(format: ".%06d+00", (micros + 1_000_000) % 1_000_000)
     }
 }
+
+/// Sortable, human-readable ids: UTC time of creation plus 4 random hex digits
+/// (`20261129-052100-a1b2`), with an optional name in between.
+public enum TimestampID {
+    public static func make(_ date: Date = Date(), name: String? = nil) -> String {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "UTC")
+        f.dateFormat = "yyyyMMdd-HHmmss"
+        let middle = name.map { "-" + String($0.map { $0.isLetter || $0.isNumber || $0 == "-" ? $0 : "-" }.prefix(40)) } ?? ""
+        return f.string(from: date) + middle + "-" + String(format: "%04x", UInt16.random(in: 0...UInt16.max))
+    }
+}

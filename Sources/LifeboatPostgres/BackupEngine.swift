@@ -173,8 +173,9 @@ public struct BackupEngine: Sendable {
         while true {
             var filled = 0
             try buffer.withUnsafeMutableBytes { (buf: UnsafeMutableRawBufferPointer) in
+                guard let base = buf.baseAddress else { return }
                 while filled < chunkSize {
-                    let n = read(fd, buf.baseAddress! + filled, chunkSize - filled)
+                    let n = read(fd, base + filled, chunkSize - filled)
                     if n < 0 {
                         if errno == EINTR { continue }
                         throw FileStore.ioError("cannot read", errno: errno, path: item.source)
@@ -251,13 +252,7 @@ public struct BackupEngine: Sendable {
         return nil
     }
 
-    static func newBackupID(at date: Date) -> String {
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "UTC")
-        f.dateFormat = "yyyyMMdd-HHmmss"
-        return f.string(from: date) + "-" + String(format: "%04x", UInt16.random(in: 0...UInt16.max))
-    }
+    static func newBackupID(at date: Date) -> String { TimestampID.make(date) }
 
     static func canonical(_ path: String) throws -> String {
         guard let resolved = realpath(path, nil) else {

@@ -203,6 +203,10 @@ public enum CommandRunner {
         var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
         pointers.append(nil)
         defer { pointers.forEach { free($0) } }
-        return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
+        return pointers.withUnsafeBufferPointer { buffer in
+            // Never empty: it holds at least the terminating nil.
+            guard let base = buffer.baseAddress else { preconditionFailure("empty argument vector") }
+            return body(base)
+        }
     }
 }

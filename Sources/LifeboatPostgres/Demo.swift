@@ -107,7 +107,7 @@ public struct Demo: Sendable {
             return (r, "\(repoPath), \(r.config.compression.rawValue), AES-256-GCM")
         }
 
-        let production = LocalCluster(dataDirectory: work + "/production", port: Self.freePort(), socketDirectory: work,
+        let production = LocalCluster(dataDirectory: work + "/production", port: LocalCluster.freePort(), socketDirectory: work,
             binaries: binaries, user: user)
         try await step("initdb a throwaway 'production' cluster archiving WAL to it") {
             try await production.initialize(extraSettings: [
@@ -168,7 +168,7 @@ public struct Demo: Sendable {
         _ = disaster
 
         let restoreBegan = Date()
-        let restorePort = Self.freePort()
+        let restorePort = LocalCluster.freePort()
         let restoreReport = try await step("restore to T into a new directory and start it") {
             let fetch = "\(exe) wal fetch --config \(config) %f %p"
             let options = RestoreOptions(destination: work + "/restored", target: .time(target), restoreCommand: fetch,
@@ -226,15 +226,4 @@ public struct Demo: Sendable {
 
     static func mib(_ n: UInt64) -> String { String(format: "%.1f MiB", Double(n) / 1_048_576) }
 
-    static func freePort() -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-        return Int(UInt16(bigEndian: addr.sin_port))
-    }
 }

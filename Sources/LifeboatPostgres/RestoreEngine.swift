@@ -185,18 +185,7 @@ public struct RestoreEngine: Sendable {
             if fd < 0 { throw FileStore.ioError("cannot create", errno: errno, path: path) }
             defer { close(fd) }
             for id in entry.chunks {
-                let data = try await repo.chunk(id: id)
-                try data.withUnsafeBytes { (buf: UnsafeRawBufferPointer) in
-                    var offset = 0
-                    while offset < buf.count {
-                        let n = write(fd, buf.baseAddress! + offset, buf.count - offset)
-                        if n < 0 {
-                            if errno == EINTR { continue }
-                            throw FileStore.ioError("cannot write", errno: errno, path: path)
-                        }
-                        offset += n
-                    }
-                }
+                try FileStore.writeAll(fd: fd, data: try await repo.chunk(id: id), path: path)
             }
             if fsync(fd) != 0 { throw FileStore.ioError("cannot fsync", errno: errno, path: path) }
             var times = [timespec](repeating: timespec(), count: 2)

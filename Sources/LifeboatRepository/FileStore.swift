@@ -157,17 +157,7 @@ public struct FileStore: ObjectStore {
             if !ok { unlink(temp) }
         }
         if let owner { _ = fchown(fd, owner.uid, owner.gid) }
-        try data.withUnsafeBytes { (buf: UnsafeRawBufferPointer) in
-            var offset = 0
-            while offset < buf.count {
-                let n = write(fd, buf.baseAddress! + offset, buf.count - offset)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw Self.ioError("could not write", errno: errno, path: temp)
-                }
-                offset += n
-            }
-        }
+        try Self.writeAll(fd: fd, data: data, path: temp)
         if fsync(fd) != 0 { throw Self.ioError("could not fsync", errno: errno, path: temp) }
         ok = true
         return temp
@@ -181,14 +171,31 @@ public struct FileStore: ObjectStore {
         _ = fsync(fd)
     }
 
+    /// Writes all of `data` to `fd`, retrying short writes and interrupts.
+    public static func writeAll(fd: Int32, data: Data, path: String) throws {
+        try data.withUnsafeBytes { (buf: UnsafeRawBufferPointer) in
+            guard let base = buf.baseAddress else { return }
+            var offset = 0
+            while offset < buf.count {
+                let n = write(fd, base + offset, buf.count - offset)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw ioError("could not write", errno: errno, path: path)
+                }
+                offset += n
+            }
+        }
+    }
+
     static func readAll(fd: Int32, path: String) throws -> Data {
         var st = stat()
         fstat(fd, &st)
         var data = Data(count: Int(st.st_size))
         var total = 0
         try data.withUnsafeMutableBytes { (buf: UnsafeMutableRawBufferPointer) in
+            guard let base = buf.baseAddress else { return }
             while total < buf.count {
-                let n = read(fd, buf.baseAddress! + total, buf.count - total)
+                let n = read(fd, base + total, buf.count - total)
                 if n < 0 {
                     if errno == EINTR { continue }
                     throw ioError("could not read", errno: errno, path: path)

@@ -37,7 +37,7 @@ public struct RepositorySummary: Codable, Sendable {
         for (file, info) in wal {
             if case .segment(let s) = file {
                 byTimeline[s.timeline, default: []].append(s)
-                if newest == nil || info.modified > newest!.1 { newest = (s, info.modified) }
+                if info.modified > (newest?.1 ?? .distantPast) { newest = (s, info.modified) }
             }
         }
         let timelines = byTimeline.keys.sorted().map { tli -> Timeline in

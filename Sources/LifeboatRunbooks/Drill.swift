@@ -192,7 +192,7 @@ public struct Drill: Sendable {
         }
 
         // 2. Restore into scratch, measured.
-        let port = Self.freePort()
+        let port = LocalCluster.freePort()
         let restoreOptions = RestoreOptions(destination: scratch, target: target, backupID: backup.id,
             restoreCommand: options.restoreCommand, archiveMode: .off, start: true, port: port, socketDirectory: options.scratchRoot,
             listenAddresses: "127.0.0.1", binDirectory: options.binDirectory, serverEnvironment: options.serverEnvironment,
@@ -278,25 +278,8 @@ public struct Drill: Sendable {
         return (lsn, time, Date().timeIntervalSince(switched))
     }
 
-    static func drillID(_ date: Date) -> String {
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "UTC")
-        f.dateFormat = "yyyyMMdd-HHmmss"
-        return f.string(from: date) + "-" + String(format: "%04x", UInt16.random(in: 0...UInt16.max))
-    }
+    static func drillID(_ date: Date) -> String { TimestampID.make(date) }
 
-    static func freePort() -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-        return Int(UInt16(bigEndian: addr.sin_port))
-    }
 }
 
 /// Drill reports kept in the repository under `drills/<id>`, so the evidence survives the host.

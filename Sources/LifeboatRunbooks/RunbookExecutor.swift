@@ -289,12 +289,5 @@ public struct RunbookExecutor: Sendable {
         }
     }
 
-    static func newRunID(_ name: String) -> String {
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "UTC")
-        f.dateFormat = "yyyyMMdd-HHmmss"
-        let safe = name.map { $0.isLetter || $0.isNumber || $0 == "-" ? $0 : "-" }
-        return f.string(from: Date()) + "-" + String(safe.prefix(40)) + "-" + String(format: "%04x", UInt16.random(in: 0...UInt16.max))
-    }
+    static func newRunID(_ name: String) -> String { TimestampID.make(name: name) }
 }

@@ -26,7 +26,7 @@ public actor MotoServer {
         // The watchdog shell stops moto when this test process is gone.
         let script = "\(program) -H 127.0.0.1 -p \(port) >\(log) 2>&1 & m=$!; while kill -0 \(getpid()) 2>/dev/null; do sleep 1; done; kill $m"
         _ = try CommandRunner.spawn("/bin/sh", ["-c", script], outputPath: "/dev/null")
-        let url = URL(string: "http://127.0.0.1:\(port)")!
+        guard let url = URL(string: "http://127.0.0.1:\(port)") else { throw LifeboatError(.internalError, "bad moto URL") }
         let deadline = Date().addingTimeInterval(60)
         while Date() < deadline {
             if let r = try? await CommandRunner.run("/usr/bin/env", ["python3", "-c",

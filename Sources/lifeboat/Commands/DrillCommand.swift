@@ -43,12 +43,7 @@ struct DrillRunCommand: AsyncParsableCommand {
         if let rto { objectives.rtoSeconds = try HumanDuration.parse(rto) }
         if let rpo { objectives.rpoSeconds = try HumanDuration.parse(rpo) }
         let repo = try await settings.openRepository(logger)
-        let fetch = ([Settings.executablePath, "wal", "fetch"] + settings.passthroughArguments()).map(Settings.shellQuote)
-            .joined(separator: " ") + " %f %p"
-        var serverEnv: [String: String] = [:]
-        for key in ["LIFEBOAT_REPO", "LIFEBOAT_PASSPHRASE", "LIFEBOAT_CONFIG"] {
-            if let v = ProcessInfo.processInfo.environment[key] { serverEnv[key] = v }
-        }
+        let (fetch, serverEnv) = settings.restoreCommandAndEnvironment()
         let scratch = Settings.absolute(scratchDir ?? (settings.drillSection["scratch_dir"].map { "\($0)" }) ?? "/tmp")
         let options = DrillOptions(scenario: kind,
             production: try settings.endpoint(host: pghost, port: pgport, user: pguser, database: nil), pgdata: pgdata,

@@ -59,12 +59,7 @@ struct RestoreCommand: AsyncParsableCommand {
             throw LifeboatError(.invalidUsage, "--archive-mode must be keep or off")
         }
         let repo = try await settings.openRepository(logger)
-        let fetch = ([Settings.executablePath, "wal", "fetch"] + settings.passthroughArguments()).map(Settings.shellQuote)
-            .joined(separator: " ") + " %f %p"
-        var serverEnv: [String: String] = [:]
-        for key in ["LIFEBOAT_REPO", "LIFEBOAT_PASSPHRASE", "LIFEBOAT_CONFIG"] {
-            if let v = ProcessInfo.processInfo.environment[key] { serverEnv[key] = v }
-        }
+        let (fetch, serverEnv) = settings.restoreCommandAndEnvironment()
         let options = RestoreOptions(destination: Settings.absolute(to), target: recoveryTarget, backupID: backup,
             restoreCommand: fetch, archiveMode: mode, targetTimeline: try timeline(), parallelism: try settings.parallelism(parallelism), start: start,
             port: port ?? 5432, socketDirectory: socketDir ?? "/tmp", listenAddresses: listen ?? "127.0.0.1",
