@@ -1,5 +1,6 @@
 import Foundation
 import LifeboatCore
+import LifeboatPostgres
 import LifeboatRepository
 import LifeboatTesting
 import Testing
@@ -103,5 +104,33 @@ enum Backend: String, CaseIterable, Sendable, CustomTestStringConvertible {
             ($0 as? LifeboatError)?.code == .walConflict
         }
         #expect(try await Verifier(repository: repo).run().problems == [])
+    }
+}
+
+/// Connections reset in the middle of multipart uploads (a real TCP reset from a proxy in front of
+/// moto): the upload is retried whole, the object arrives intact, and no partial upload is left.
+struct MultipartResetTests {
+    @Test func resetsDuringMultipartAreRetriedAndLeaveNothingPartial() async throws {
+        var settings = try await MotoServer.shared.bucket()
+        let direct = S3Store(settings: settings)
+        let proxy = try await ResettingProxy.start(upstream: settings.endpoint, resets: 2, match: "partNumber=")
+        settings.endpoint = proxy.url
+        let proxied = S3Store(settings: settings)
+        proxied.multipartThreshold = 6 * 1024 * 1024
+        proxied.partSize = 5 * 1024 * 1024
+        let store = RetryingStore(proxied, attempts: 6, baseDelay: 0.05, maxDelay: 0.2, logger: TestSandbox.logger())
+        var data = Data(count: 13 * 1024 * 1024)
+        data.withUnsafeMutableBytes { b in for i in stride(from: 0, to: b.count, by: 512) { b[i] = UInt8(truncatingIfNeeded: i / 512) } }
+        #expect(try await store.putIfAbsent("wal/00000001/000000010000000000000042", data: data))
+        #expect(proxy.resetsDone() == 2, "two part uploads were cut by a connection reset")
+        #expect(try await direct.get("wal/00000001/000000010000000000000042") == data)
+        #expect(try await direct.list(prefix: "").map(\.key) == ["wal/00000001/000000010000000000000042"])
+        // No multipart upload is left half done in the bucket.
+        let uploads = try await CommandRunner.runSeparately(MotoServer.python(), ["-c", """
+            import boto3
+            s3 = boto3.client("s3", endpoint_url="\(try await MotoServer.shared.url().absoluteString)", aws_access_key_id="a", aws_secret_access_key="b", region_name="us-east-1")
+            print(len(s3.list_multipart_uploads(Bucket="\(settings.bucket)").get("Uploads", [])))
+            """], check: true)
+        #expect(uploads.output.trimmingCharacters(in: .whitespacesAndNewlines) == "0", "\(uploads.errors)")
     }
 }
