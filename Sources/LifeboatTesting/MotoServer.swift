@@ -12,28 +12,35 @@ import Glibc
 /// skip) when it cannot be found: `scripts/install-deps` installs it.
 public actor MotoServer {
     public static let shared = MotoServer()
-    private var endpoint: URL?
 
     public static let accessKey = "AKIDLIFEBOATTEST"
     public static let secretKey = "lifeboat-test-secret"
 
-    /// The server's endpoint, starting it on first use.
+    /// The server's endpoint, starting it on first use. Concurrent first callers share one start:
+    /// an actor is reentrant across `await`, so a plain "if not started" check would start two.
     public func url() async throws -> URL {
-        if let endpoint { return endpoint }
-        let program = try Self.locate()
+        if let startup { return try await startup.value }
+        let task = Task { try await Self.launch() }
+        startup = task
+        return try await task.value
+    }
+
+    private var startup: Task<URL, any Error>?
+
+    static func launch() async throws -> URL {
+        let program = try locate()
         let port = TestSandbox.freePort()
-        let log = "/tmp/lifeboat-moto-\(getpid()).log"
+        let log = "/tmp/lifeboat-moto-\(getpid())-\(port).log"
         // The watchdog shell stops moto when this test process is gone.
         let script = "\(program) -H 127.0.0.1 -p \(port) >\(log) 2>&1 & m=$!; while kill -0 \(getpid()) 2>/dev/null; do sleep 1; done; kill $m"
         _ = try CommandRunner.spawn("/bin/sh", ["-c", script], outputPath: "/dev/null")
         guard let url = URL(string: "http://127.0.0.1:\(port)") else { throw LifeboatError(.internalError, "bad moto URL") }
         let deadline = Date().addingTimeInterval(60)
         while Date() < deadline {
-            if let r = try? await CommandRunner.run("/usr/bin/env", ["python3", "-c",
+            if let r = try? await CommandRunner.run(python(), ["-c",
                 "import urllib.request; urllib.request.urlopen('http://127.0.0.1:\(port)/moto-api/', timeout=2)"], check: false),
                 r.status == 0
             {
-                endpoint = url
                 return url
             }
             try await Task.sleep(for: .milliseconds(200))
