@@ -61,7 +61,8 @@ public struct TestPostgres: Sendable {
         try Timestamp.parse(try await value("SELECT now()::text") ?? "")
     }
 
-    /// Forces the current WAL segment out and waits until the archiver has pushed it.
+    /// Forces the current WAL segment out and waits until the archiver has pushed it and has nothing
+    /// else pending.
     public func archiveCurrentWAL(timeout: TimeInterval = 30) async throws {
         let segment = try await value("SELECT pg_walfile_name(pg_current_wal_lsn())") ?? ""
         _ = try await query("SELECT pg_switch_wal()")
@@ -69,7 +70,13 @@ public struct TestPostgres: Sendable {
         while Date() < deadline {
             // Not pg_stat_archiver.last_archived_wal: a .backup history file archived after a later
             // segment makes it go backwards. The segment's .done status is the truth.
-            if try await value("SELECT \(PostgresArchive.archivedCondition(segment))") == "true" { return }
+            // ...and nothing else is waiting either: a .backup history file may be archived after a
+            // later segment, and tests comparing the repository need it settled.
+            if try await value("SELECT \(PostgresArchive.archivedCondition(segment))") == "true",
+                try await value("SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'") == "0"
+            {
+                return
+            }
             try await Task.sleep(for: .milliseconds(50))
         }
         throw LifeboatError(.timeout, "segment \(segment) was not archived within \(timeout)s")

@@ -155,7 +155,8 @@ import Glibc
 
         #expect(try String(contentsOfFile: s.app.endpointFile, encoding: .utf8) == endpointBefore)
         #expect(!FileManager.default.fileExists(atPath: s.sandbox.path("failover")))
-        #expect(try FileManager.default.subpathsOfDirectory(atPath: s.repo.path).sorted() == repoBefore)
+        let repoAfter = try FileManager.default.subpathsOfDirectory(atPath: s.repo.path).sorted()
+        #expect(repoAfter == repoBefore, "added: \(Set(repoAfter).subtracting(repoBefore)), removed: \(Set(repoBefore).subtracting(repoAfter))")
         #expect(try await s.pg.value("SELECT count(*) FROM users") == "500")
         #expect(try await s.pg.value("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()") == "0")
         let health = await s.app.health()
