@@ -11,6 +11,9 @@ import Glibc
 public enum FaultPoint {
     static let requested = ProcessInfo.processInfo.environment["LIFEBOAT_FAULT_KILL_AT"]
 
+    /// True when a crash point is requested at all (so callers skip the bookkeeping otherwise).
+    public static var isArmed: Bool { requested != nil }
+
     public static func reached(_ point: String) {
         if let requested, requested == point {
             raise(SIGKILL)

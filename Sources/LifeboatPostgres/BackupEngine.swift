@@ -190,7 +190,7 @@ public struct BackupEngine: Sendable {
             var stored = 0
             if await known.claim(id) {
                 stored = try await repository.putChunk(id: id, data: Data(block))
-                FaultPoint.counted("backup.chunks", await stats.storedChunks())
+                if FaultPoint.isArmed { FaultPoint.counted("backup.chunks", await stats.storedChunks()) }
             }
             await stats.add(logical: filled, stored: stored, isNew: stored > 0)
             chunks.append(id)

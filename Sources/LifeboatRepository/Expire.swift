@@ -49,15 +49,17 @@ public struct Expirer: Sendable {
         let byID = Dictionary(uniqueKeysWithValues: backups.map { ($0.id, $0) })
         var protectedCount = 0
         var nextDeletable: Date?
+        // Only stores that protect objects are asked (on S3 each question is a HEAD request).
+        let protects = repo.store.locksObjects
         func protected(_ key: String) async throws -> Bool {
-            guard let until = try await repo.store.protectedUntil(key) else { return false }
+            guard protects, let until = try await repo.store.protectedUntil(key) else { return false }
             protectedCount += 1
             nextDeletable = min(nextDeletable ?? until, until)
             return true
         }
         // Never try to delete a locked object: a backup whose record or file list is still locked
         // stays, and says until when.
-        for (i, d) in plan.decisions.enumerated() where !d.keep {
+        for (i, d) in plan.decisions.enumerated() where protects && !d.keep {
             guard let b = byID[d.backupID] else { continue }
             for key in [Repository.backupKey(b.id), b.manifestObject] {
                 if let until = try await repo.store.protectedUntil(key) {

@@ -95,6 +95,8 @@ public struct FileStore: ObjectStore {
         }
     }
 
+    public var locksObjects: Bool { appendOnlyRetention != nil }
+
     public func protectedUntil(_ key: String) async throws -> Date? {
         guard let retention = appendOnlyRetention, !isBookkeeping(key), let info = try await info(key) else { return nil }
         let until = info.modified.addingTimeInterval(retention)

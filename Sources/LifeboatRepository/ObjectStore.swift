@@ -51,7 +51,8 @@ public protocol ObjectStore: Sendable {
     /// it may be deleted now. Nothing in Lifeboat shortens a protection.
     func protectedUntil(_ key: String) async throws -> Date?
 
-    /// True when objects are locked on write (immutable mode).
+    /// True when the store may protect objects from deletion (Object Lock, append-only); when false,
+    /// `protectedUntil` is always nil and callers need not ask.
     var locksObjects: Bool { get }
 
     /// Makes the object's protection last at least until `until`; never shortens it.

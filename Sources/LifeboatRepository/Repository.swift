@@ -291,17 +291,6 @@ public final class Repository: Sendable {
         }
     }
 
-    /// Timeline histories in the archive.
-    public func timelineHistories() async throws -> [UInt32: TimelineHistory] {
-        var result: [UInt32: TimelineHistory] = [:]
-        for (file, _) in try await walFiles() {
-            if case .history(let tli) = file {
-                let text = String(decoding: try await readSealed(Self.walKey(file)), as: UTF8.self)
-                result[tli] = try TimelineHistory(timeline: tli, text: text)
-            }
-        }
-        return result
-    }
 }
 
 /// Metadata keys used in logs, kept in one place.

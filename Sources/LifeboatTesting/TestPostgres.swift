@@ -36,6 +36,12 @@ public struct TestPostgres: Sendable {
         return TestPostgres(cluster: cluster, sandbox: sandbox)
     }
 
+    /// A cluster in the sandbox that something else started (`lifeboat restore --start`, a runbook).
+    public static func attach(_ dataDirectory: String, port: Int, like other: TestPostgres) -> TestPostgres {
+        TestPostgres(cluster: LocalCluster(dataDirectory: dataDirectory, port: port, socketDirectory: other.sandbox.root,
+            binaries: other.cluster.binaries, user: other.sandbox.user), sandbox: other.sandbox)
+    }
+
     public var endpoint: PostgresEndpoint { cluster.endpoint() }
     public var port: Int { cluster.port }
 
@@ -112,9 +118,8 @@ public enum TestRestore {
             archiveMode: archiveMode, targetTimeline: targetTimeline, start: true, port: TestSandbox.freePort(),
             socketDirectory: sandbox.root, recoveryTimeout: 120)
         let report = try await RestoreEngine(repository: try await repo.reopen(), logger: TestSandbox.logger()).run(options)
-        let binaries = try PostgresBinaries.locate(majorVersion: "15")
         let cluster = LocalCluster(dataDirectory: options.destination, port: options.port, socketDirectory: sandbox.root,
-            binaries: binaries, user: sandbox.user)
+            binaries: try PostgresBinaries.locate(majorVersion: "15"), user: sandbox.user)
         return (report, TestPostgres(cluster: cluster, sandbox: sandbox))
     }
 }

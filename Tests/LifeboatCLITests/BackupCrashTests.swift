@@ -50,8 +50,7 @@ import Testing
         let restore = try await LifeboatCLI.run(["restore", "--to", dest, "--start", "--port", String(port), "--socket-dir", sandbox.root,
             "--json"] + config, environment: env)
         #expect(restore.status == 0, "\(restore.errors)")
-        let restored = TestPostgres(cluster: .init(dataDirectory: dest, port: port, socketDirectory: sandbox.root,
-            binaries: pg.cluster.binaries, user: sandbox.user), sandbox: sandbox)
+        let restored = TestPostgres.attach(dest, port: port, like: pg)
         let b = try await restored.pgbenchBalances()
         let invariant = b.accounts == b.tellers && b.tellers == b.branches && b.branches == b.history
         #expect(invariant, "\(b)")

@@ -78,8 +78,7 @@ import Glibc
         let after = await s.app.health()
         #expect(after?.0 == 200 && after?.1 == "rows=600 port=\(port)", "\(String(describing: after))")
         #expect(try String(contentsOfFile: s.app.endpointFile, encoding: .utf8).contains("port=\(port)"))
-        let restored = TestPostgres(cluster: LocalCluster(dataDirectory: s.sandbox.path("failover"), port: port,
-            socketDirectory: s.sandbox.root, binaries: s.pg.cluster.binaries, user: s.sandbox.user), sandbox: s.sandbox)
+        let restored = TestPostgres.attach(s.sandbox.path("failover"), port: port, like: s.pg)
         try await restored.stop()
     }
 
@@ -186,8 +185,7 @@ import Glibc
         let events = RunJournal.list(directory: s.sandbox.path("runs")).last?.events ?? []
         #expect(!events.contains { $0.step == "switch-endpoint" })
         // Stop the restored cluster the runbook started.
-        let restored = TestPostgres(cluster: LocalCluster(dataDirectory: s.sandbox.path("failover"), port: port,
-            socketDirectory: s.sandbox.root, binaries: s.pg.cluster.binaries, user: s.sandbox.user), sandbox: s.sandbox)
+        let restored = TestPostgres.attach(s.sandbox.path("failover"), port: port, like: s.pg)
         try await restored.stop()
     }
 }

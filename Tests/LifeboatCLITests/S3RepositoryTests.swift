@@ -51,8 +51,7 @@ import Testing
         let restore = try await LifeboatCLI.run(["restore", "--config", config, "--to", dest, "--target-time", Timestamp.format(target),
             "--start", "--port", String(port), "--socket-dir", sandbox.root])
         #expect(restore.status == 0, "\(restore.errors)")
-        let restored = TestPostgres(cluster: LocalCluster(dataDirectory: dest, port: port, socketDirectory: sandbox.root,
-            binaries: pg.cluster.binaries, user: sandbox.user), sandbox: sandbox)
+        let restored = TestPostgres.attach(dest, port: port, like: pg)
         #expect(try await restored.value("SELECT count(*) FROM pgbench_history") == historyAtTarget)
         let b = try await restored.pgbenchBalances()
         let invariant = b.accounts == b.tellers && b.tellers == b.branches && b.branches == b.history
@@ -93,8 +92,7 @@ import Testing
             restoreCommand: "\(TestSandbox.lifeboatBinary) wal fetch --config \(config) %f %p", start: true, port: TestSandbox.freePort(),
             socketDirectory: sandbox.root, serverEnvironment: s3env, recoveryTimeout: 120))
         #expect(report.backupID == record.id)
-        let restored = TestPostgres(cluster: LocalCluster(dataDirectory: sandbox.path("restored"), port: report.port ?? 0,
-            socketDirectory: sandbox.root, binaries: pg.cluster.binaries, user: sandbox.user), sandbox: sandbox)
+        let restored = TestPostgres.attach(sandbox.path("restored"), port: report.port ?? 0, like: pg)
         #expect(try await restored.value("SELECT count(*) FROM pgbench_history") == "100")
         try await restored.stop()
 
@@ -208,8 +206,7 @@ import Testing
         let restore = try await LifeboatCLI.run(["restore", "--config", secondConfig, "--to", dest, "--start", "--port", String(port),
             "--socket-dir", sandbox.root])
         #expect(restore.status == 0, "\(restore.errors)")
-        let restored = TestPostgres(cluster: LocalCluster(dataDirectory: dest, port: port, socketDirectory: sandbox.root,
-            binaries: pg.cluster.binaries, user: sandbox.user), sandbox: sandbox)
+        let restored = TestPostgres.attach(dest, port: port, like: pg)
         #expect(try await restored.value("SELECT count(*) FROM pgbench_history") == history)
         try await restored.stop()
     }

@@ -119,14 +119,10 @@ public final class S3Store: ObjectStore, @unchecked Sendable {
         if settings.region != "us-east-1" {
             body = Data("<CreateBucketConfiguration><LocationConstraint>\(settings.region)</LocationConstraint></CreateBucketConfiguration>".utf8)
         }
-        let r = try await sendBucket("PUT", body: body, headers: headers)
+        let r = try await send("PUT", key: nil, body: body, headers: headers)
         guard r.status == 200 || S3ListParser.value(of: "Code", in: r.body) == "BucketAlreadyOwnedByYou" else {
             throw error(r, "create bucket \(settings.bucket)")
         }
-    }
-
-    func sendBucket(_ method: String, body: Data? = nil, headers: [String: String] = [:]) async throws -> Response {
-        try await send(method, key: nil, body: body, headers: headers)
     }
 
     public var locksObjects: Bool { settings.objectLock != nil }
