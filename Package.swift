@@ -23,6 +23,7 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
+        .target(name: "CLinuxSys"),
         .target(name: "LifeboatCore", swiftSettings: strict),
         .target(
             name: "LifeboatRepository",
@@ -36,7 +37,7 @@ let package = Package(
         .target(
             name: "LifeboatPostgres",
             dependencies: [
-                "LifeboatCore", "LifeboatRepository",
+                "LifeboatCore", "LifeboatRepository", "CLinuxSys",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -32,6 +32,8 @@ public enum HumanDuration {
 public enum Timestamp {
     public static func parse(_ text: String) throws -> Date {
         let normalized = text.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: " ", with: "T")
+        // Manifests hold a timestamp per file: a formatter per call cost a quarter of a restore's CPU.
+        if let date = parseFast(normalized) { return date }
         for withFraction in [false, true] {
             let f = ISO8601DateFormatter()
             f.formatOptions = withFraction ? [.withInternetDateTime, .withFractionalSeconds] : [.withInternetDateTime]
@@ -47,10 +49,95 @@ public enum Timestamp {
             hint: "write it as 2026-11-29T03:00:00Z (UTC) or with an offset, e.g. 2026-11-29T04:00:00+01:00")
     }
 
+    /// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH[[:]MM])`, the form lifeboat writes and PostgreSQL prints.
+    static func parseFast(_ text: String) -> Date? {
+        let b = Array(text.utf8)
+        func number(_ from: Int, _ count: Int) -> Int? {
+            guard from + count <= b.count else { return nil }
+            var v = 0
+            for i in from..<(from + count) {
+                guard b[i] >= 48, b[i] <= 57 else { return nil }
+                v = v * 10 + Int(b[i] - 48)
+            }
+            return v
+        }
+        guard b.count >= 20, b[4] == 45, b[7] == 45, b[10] == 84, b[13] == 58, b[16] == 58,
+            let year = number(0, 4), let month = number(5, 2), let day = number(8, 2),
+            let hour = number(11, 2), let minute = number(14, 2), let second = number(17, 2),
+            (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61
+        else { return nil }
+        var i = 19
+        var fraction = 0.0
+        if b[i] == 46 {
+            i += 1
+            var scale = 0.1
+            let start = i
+            while i < b.count, b[i] >= 48, b[i] <= 57 {
+                fraction += Double(b[i] - 48) * scale
+                scale /= 10
+                i += 1
+            }
+            guard i > start else { return nil }
+        }
+        guard i < b.count else { return nil }
+        var offset = 0
+        if b[i] == 90 {  // Z
+            i += 1
+        } else if b[i] == 43 || b[i] == 45 {
+            let sign = b[i] == 45 ? -1 : 1
+            guard let h = number(i + 1, 2) else { return nil }
+            i += 3
+            var m = 0
+            if i < b.count {
+                if b[i] == 58 { i += 1 }
+                guard let mm = number(i, 2) else { return nil }
+                m = mm
+                i += 2
+            }
+            offset = sign * (h * 3600 + m * 60)
+        } else {
+            return nil
+        }
+        guard i == b.count else { return nil }
+        let days = daysFromCivil(year: year, month: month, day: day)
+        let seconds = days * 86400 + hour * 3600 + minute * 60 + second - offset
+        return Date(timeIntervalSince1970: Double(seconds) + fraction)
+    }
+
     public static func format(_ date: Date) -> String {
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return f.string(from: date)
+        let millis = Int((date.timeIntervalSince1970 * 1000).rounded(.down))
+        let (secs, ms) = millis.quotientAndRemainder(dividingBy: 1000)
+        let (days0, rest0) = secs.quotientAndRemainder(dividingBy: 86400)
+        let (days, rest) = rest0 < 0 ? (days0 - 1, rest0 + 86400) : (days0, rest0)
+        let ms1 = ms < 0 ? ms + 1000 : ms
+        let (y, m, d) = civilFromDays(days)
+        func pad(_ v: Int, _ n: Int) -> String {
+            let s = String(v)
+            return String(repeating: "0", count: max(0, n - s.count)) + s
+        }
+        return "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))T\(pad(rest / 3600, 2)):\(pad(rest / 60 % 60, 2)):\(pad(rest % 60, 2)).\(pad(ms1, 3))Z"
+    }
+
+    /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+    static func daysFromCivil(year: Int, month: Int, day: Int) -> Int {
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yoe = y - era * 400
+        let doy = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        return era * 146097 + doe - 719468
+    }
+
+    static func civilFromDays(_ days: Int) -> (Int, Int, Int) {
+        let z = days + 719468
+        let era = (z >= 0 ? z : z - 146096) / 146097
+        let doe = z - era * 146097
+        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let d = doy - (153 * mp + 2) / 5 + 1
+        let m = mp < 10 ? mp + 3 : mp - 9
+        return (yoe + era * 400 + (m <= 2 ? 1 : 0), m, d)
     }
 
     /// The form PostgreSQL accepts for `recovery_target_time` (microsecond precision, UTC).

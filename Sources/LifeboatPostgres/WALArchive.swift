@@ -28,14 +28,141 @@ public struct WALArchive: Sendable {
         return result
     }
 
-    /// Writes archived `name` to `destination` (PostgreSQL's `%p`), atomically.
-    public func fetch(name: String, destination: String) async throws {
+    /// Writes archived `name` to `destination` (PostgreSQL's `%p`), atomically. For a segment, the next
+    /// `prefetch` segments are fetched too (two at a time) into the spool next to `destination`, so the
+    /// calls PostgreSQL makes for them find their file there without opening the repository.
+    public func fetch(name: String, destination: String, prefetch: Int = 0) async throws {
         let data = try await repository.fetchWAL(name: name)
+        try WALPrefetchSpool.writeAtomically(data, to: destination)
+        guard prefetch > 0, case .segment(let segment)? = WALFileName(name), data.count > 0 else { return }
+        let spool = WALPrefetchSpool(destination: destination)
+        spool.discard(before: segment)
+        let size = UInt64(data.count)
+        let next = (1...prefetch).map { WALSegment(timeline: segment.timeline, number: segment.number(segmentSize: size) + UInt64($0), segmentSize: size) }
+            .filter { !spool.holds($0.name) }
+        let repo = repository
+        let log = logger
+        // Best effort: a segment not archived yet or a failure here only means PostgreSQL's own call
+        // for it fetches it directly.
+        _ = try? await forEachBounded(next, parallelism: 2) { segment -> Bool in
+            do {
+                let body = try await repo.fetchWAL(name: segment.name)
+                try spool.put(body, name: segment.name)
+            } catch {
+                log.debug("prefetch stopped", metadata: [LogKey.walFile: .string(segment.name), "lifeboat.error": "\(error)"])
+            }
+            return true
+        }
+    }
+}
+
+extension WALArchive {
+    /// Keeps up to `ahead` segments of `timeline`, from `first` on, in `spool` while a restored server
+    /// recovers, so its `restore_command` calls take them from there: run by `restore --start`, which
+    /// has the repository open already. Stops at the first segment not archived, or when cancelled.
+    public func prefetch(into spool: WALPrefetchSpool, from first: WALSegment, segmentSize: UInt64, ahead: Int) async {
+        var number = first.number(segmentSize: segmentSize)
+        while !Task.isCancelled {
+            if spool.count() >= ahead {
+                try? await Task.sleep(for: .milliseconds(20))
+                continue
+            }
+            let segment = WALSegment(timeline: first.timeline, number: number, segmentSize: segmentSize)
+            number += 1
+            if spool.holds(segment.name) { continue }
+            do {
+                try spool.put(try await repository.fetchWAL(name: segment.name), name: segment.name)
+            } catch {
+                logger.debug("prefetch stopped", metadata: [LogKey.walFile: .string(segment.name), "lifeboat.error": "\(error)"])
+                return
+            }
+        }
+    }
+
+    /// Whether `name` is archived, asked of the store alone: no key needed, so a `restore_command`
+    /// call for a file that is not there (PostgreSQL asks for timeline histories that never existed)
+    /// answers at once. A missing repository is an error, never "not archived".
+    public static func isArchived(name: String, store: any ObjectStore) async throws -> Bool {
+        guard let file = WALFileName(name) else { return false }
+        if try await store.info(Repository.walKey(file)) != nil { return true }
+        guard try await store.info("config") != nil else {
+            throw LifeboatError(.repository, "no lifeboat repository at \(store.location)",
+                hint: "check the restore_command's --config / --repo")
+        }
+        return false
+    }
+}
+
+/// WAL segments fetched ahead of PostgreSQL's requests during recovery, in `pg_wal/.lifeboat-prefetch`
+/// of the cluster being recovered. Files arrive by rename after being authenticated and decrypted, so
+/// a file in the spool is always whole; archived segments never change, so a spooled one never goes stale.
+public struct WALPrefetchSpool: Sendable {
+    public static let directoryName = ".lifeboat-prefetch"
+    public let directory: String
+    /// Owner given to the spool and its files (a restore running as root prefetches for a server
+    /// running as the data directory's owner).
+    public var owner: OSUser?
+
+    /// The spool for a `restore_command` destination (`%p`, e.g. `pg_wal/RECOVERYXLOG`).
+    public init(destination: String) {
         let dir = (destination as NSString).deletingLastPathComponent
+        directory = (dir.isEmpty ? "." : dir) + "/" + Self.directoryName
+    }
+
+    /// The spool of a data directory.
+    public init(dataDirectory: String) {
+        directory = dataDirectory + "/pg_wal/" + Self.directoryName
+    }
+
+    func holds(_ name: String) -> Bool { access(directory + "/" + name, F_OK) == 0 }
+
+    /// Moves a spooled `name` to `destination`; false if it is not spooled.
+    public func take(_ name: String, destination: String) -> Bool {
+        guard WALFileName(name) != nil else { return false }
+        if rename(directory + "/" + name, destination) == 0 {
+            if case .segment(let segment)? = WALFileName(name) { discard(before: segment) }
+            return true
+        }
+        return false
+    }
+
+    func put(_ data: Data, name: String) throws {
+        if mkdir(directory, 0o700) == 0 {
+            if let owner { chown(directory, owner.uid, owner.gid) }
+        } else if errno != EEXIST {
+            throw FileStore.ioError("cannot create the prefetch spool", errno: errno, path: directory)
+        }
+        try WALPrefetchSpool.writeAtomically(data, to: directory + "/" + name, owner: owner)
+    }
+
+    /// Spooled segments not yet taken.
+    func count() -> Int {
+        ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { !$0.hasPrefix(".") }.count
+    }
+
+    /// Removes spooled segments of `segment`'s timeline that come before it: recovery has passed them.
+    func discard(before segment: WALSegment) {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return }
+        for name in names {
+            if case .segment(let s)? = WALFileName(name), s.timeline == segment.timeline, s.name < segment.name {
+                unlink(directory + "/" + name)
+            }
+        }
+    }
+
+    /// Removes the spool (after recovery has ended).
+    public func remove() {
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    static func writeAtomically(_ data: Data, to destination: String, owner: OSUser? = nil) throws {
+        let dir = (destination as NSString).deletingLastPathComponent
+        let name = (destination as NSString).lastPathComponent
         let temp = (dir.isEmpty ? "." : dir) + "/.lifeboat-fetch-\(getpid())-\(name)"
         guard FileManager.default.createFile(atPath: temp, contents: data) else {
             throw LifeboatError(.io, "cannot write \(temp)", hint: "check free space and permissions in \(dir)")
         }
+        if let owner { chown(temp, owner.uid, owner.gid) }
         if rename(temp, destination) != 0 {
             let err = errno
             unlink(temp)

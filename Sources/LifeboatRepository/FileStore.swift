@@ -189,6 +189,22 @@ public struct FileStore: ObjectStore {
         }
     }
 
+    /// Writes all of `data` at `offset` (pwrite), retrying short writes.
+    public static func writeAll(fd: Int32, data: Data, at offset: Int, path: String) throws {
+        try data.withUnsafeBytes { (buf: UnsafeRawBufferPointer) in
+            guard let base = buf.baseAddress else { return }
+            var done = 0
+            while done < buf.count {
+                let n = pwrite(fd, base + done, buf.count - done, off_t(offset + done))
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw ioError("could not write", errno: errno, path: path)
+                }
+                done += n
+            }
+        }
+    }
+
     static func readAll(fd: Int32, path: String) throws -> Data {
         var st = stat()
         fstat(fd, &st)

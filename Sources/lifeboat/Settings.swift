@@ -28,7 +28,7 @@ struct GlobalOptions: ParsableArguments {
 struct Settings {
     static let knownKeys: Set<String> = [
         "repo", "key_file", "passphrase", "pgdata", "pghost", "pgport", "pguser", "pgdatabase", "pgpassword", "pg_bin",
-        "parallelism", "compression", "compression_level", "chunk_size", "retention", "wal_timeout", "log_level", "drill", "state_dir", "s3", "append_only", "replicas",
+        "parallelism", "compression", "compression_level", "chunk_size", "retention", "wal_timeout", "wal_prefetch", "log_level", "drill", "state_dir", "s3", "append_only", "replicas",
     ]
     static let knownS3Keys: Set<String> = [
         "region", "endpoint", "path_style", "profile", "access_key_id", "secret_access_key", "session_token",
@@ -246,6 +246,15 @@ struct Settings {
             if let m = r["manual"] { policy.manualRetention = try HumanDuration.parse("\(m)") }
         }
         return policy
+    }
+
+    /// WAL segments fetched ahead during recovery (`wal_prefetch`, default 8).
+    func walPrefetch(_ explicit: Int?) throws -> Int {
+        let ahead = try explicit ?? int("wal_prefetch") ?? 8
+        guard (0...64).contains(ahead) else {
+            throw LifeboatError(.invalidUsage, "wal_prefetch must be between 0 and 64, not \(ahead)")
+        }
+        return ahead
     }
 
     func parallelism(_ explicit: Int?) throws -> Int {

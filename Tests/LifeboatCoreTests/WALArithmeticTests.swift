@@ -1,5 +1,5 @@
 import Foundation
-import LifeboatCore
+@testable import LifeboatCore
 import Testing
 
 struct LSNTests {
@@ -105,5 +105,27 @@ struct DurationAndTimeTests {
         #expect(Timestamp.postgres(withFraction) == "2026-11-29 03:00:00.250000+00")
         #expect(throws: LifeboatError.self) { try Timestamp.parse("2026-11-29 03:00:00") }
         #expect(throws: LifeboatError.self) { try Timestamp.parse("yesterday") }
+        #expect(try Timestamp.parse("2026-11-29T09:30:00-05:30") == a.addingTimeInterval(3600))
+    }
+
+    /// The hand-written parser and formatter agree with Foundation's ISO 8601 formatter everywhere,
+    /// leap days and year ends included.
+    @Test func timestampsAgreeWithFoundation() throws {
+        let reference = ISO8601DateFormatter()
+        reference.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        var generator = SystemRandomNumberGenerator()
+        var dates = [Date(timeIntervalSince1970: 0), try Timestamp.parse("2024-02-29T23:59:59.999Z"),
+                     try Timestamp.parse("2000-12-31T23:59:59Z"), try Timestamp.parse("2100-03-01T00:00:00Z")]
+        for _ in 0..<2000 {
+            dates.append(Date(timeIntervalSince1970: Double(Int64.random(in: 0...4_102_444_800_000, using: &generator)) / 1000))
+        }
+        for date in dates {
+            let text = Timestamp.format(date)
+            #expect(text == reference.string(from: date), "format of \(date.timeIntervalSince1970)")
+            let parsed = try Timestamp.parse(text)
+            #expect(parsed == reference.date(from: text), "parse of \(text)")
+        }
+        #expect(Timestamp.parseFast("2026-13-01T00:00:00Z") == nil)
+        #expect(Timestamp.parseFast("2026-11-29T03:00:00") == nil)
     }
 }

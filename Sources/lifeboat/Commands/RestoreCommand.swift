@@ -65,7 +65,9 @@ struct RestoreCommand: AsyncParsableCommand {
             port: port ?? 5432, socketDirectory: socketDir ?? "/tmp", listenAddresses: listen ?? "127.0.0.1",
             binDirectory: pgBin ?? settings.string("pg_bin"), serverEnvironment: serverEnv,
             recoveryTimeout: try HumanDuration.parse(recoveryTimeout ?? "1h"))
-        let report = try await RestoreEngine(repository: repo, logger: logger).run(options)
+        var prefetching = options
+        prefetching.walPrefetch = try settings.walPrefetch(nil)
+        let report = try await RestoreEngine(repository: repo, logger: logger).run(prefetching)
         if json {
             try Output.json(report)
             return

@@ -63,10 +63,19 @@ struct WALFetchCommand: AsyncParsableCommand {
     @Argument(help: "WAL file name (%f).") var name: String
     @Argument(help: "Where to write it (%p).") var destination: String
 
+    @Option(help: "Segments to fetch ahead into pg_wal/.lifeboat-prefetch (default: wal_prefetch, 8; 0 turns it off).")
+    var prefetch: Int?
+
     func run() async throws {
+        // A segment fetched ahead by an earlier call: no configuration, key or repository needed.
+        if WALPrefetchSpool(destination: destination).take(name, destination: destination) { return }
         let settings = try Settings(global)
         let logger = settings.makeLogger()
+        let ahead = try settings.walPrefetch(prefetch)
+        guard try await WALArchive.isArchived(name: name, store: try settings.store()) else {
+            throw LifeboatError(.notFound, "WAL file \(name) is not in the archive")
+        }
         let repo = try await settings.openRepository(logger)
-        try await WALArchive(repository: repo, logger: logger).fetch(name: name, destination: destination)
+        try await WALArchive(repository: repo, logger: logger).fetch(name: name, destination: destination, prefetch: ahead)
     }
 }
