@@ -1,9 +1,9 @@
-"""Lifeboat vs pgBackRest vs pg_basebackup on the same pgbench data, in one run.
+"""Lifeboat vs pgBackRest vs pg_basebackup vs Barman on the same pgbench data, in one run.
 
-Every tool gets the same cluster, zstd level 3 and 4 parallel processes where it has them.
+Every tool gets the same cluster, zstd level 3 (then lz4) and 4 parallel processes where it has them.
 Figures: wall time, throughput of PGDATA, peak RSS (wait4 of the tool's process tree), repository
-bytes; growth after 1% and 10% row churn; restore time; point-in-time restore to a started,
-promoted server; WAL archiving lag under pgbench; the machine's floor (dd, zstd -b).
+bytes; backup data and archived WAL added by 1% and 10% row churn; restore time; point-in-time
+restore to a started, promoted server; WAL archiving lag under pgbench; the machine's floor (dd, zstd -b).
 """
 import argparse, datetime, json, os, platform, pwd, re, shutil, socket, statistics, subprocess, sys, tempfile, time
 
@@ -114,12 +114,21 @@ class Cluster:
         return time.monotonic() - t0
 
 
+def use_archiver(src, tool):
+    src.psql(f"alter system set archive_command = '{tool.archive_command()}'")
+    src.psql("select pg_reload_conf()")
+    src.archive_wait()
+    if hasattr(tool, "archiver_ready"):
+        tool.archiver_ready()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--lifeboat", required=True)
     ap.add_argument("--scale", type=int, default=20)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--archive-seconds", type=int, default=20)
+    ap.add_argument("--tools", default="lifeboat,pgbackrest,pg_basebackup,barman", help="comma-separated; lifeboat first")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     a = ap.parse_args()
 
@@ -144,16 +153,16 @@ def main():
     results["pgdata_bytes"] = pgdata_bytes
     print(f"PGDATA without WAL: {pgdata_bytes / 2**20:.0f} MiB", flush=True)
 
-    tools = {"lifeboat": Lifeboat(work, lb, src), "pgbackrest": PgBackRest(work, src), "pg_basebackup": PgBaseBackup(work, src)}
+    tools = {"lifeboat": Lifeboat(work, lb, src), "pgbackrest": PgBackRest(work, src), "pg_basebackup": PgBaseBackup(work, src),
+             "barman": Barman(work, src)}
+    tools = {n: tools[n] for n in a.tools.split(",")}
     for name, tool in tools.items():
         print(f"== {name}", flush=True)
         r = results["tools"][name] = {}
         fulls = []
         for i in range(a.repeat):
-            tool.fresh_repo(i)
-            src.psql(f"alter system set archive_command = '{tool.archive_command()}'")
-            src.psql("select pg_reload_conf()")
-            src.archive_wait()
+            tool.fresh_repo(f"zstd-{i}", "zstd")
+            use_archiver(src, tool)
             secs, rss = tool.full_backup()
             fulls.append((secs, rss, tool.repo_bytes()))
             print(f"  full backup {i + 1}: {secs:.2f}s, {pgdata_bytes / 2**20 / secs:.1f} MB/s, RSS {rss:.0f} MiB, repo {fulls[-1][2] / 2**20:.1f} MiB", flush=True)
@@ -162,17 +171,20 @@ def main():
         r["full_backup_peak_rss_mib"] = max(x[1] for x in fulls)
         r["repo_bytes_full"] = fulls[-1][2]
         for pct, modulo, remainder in [(1, 100, 7), (10, 10, 3)]:
-            before = tool.repo_bytes()
+            data_before, wal_before = tool.repo_split()
             src.psql(f"update pgbench_accounts set abalance = abalance + 1 where aid % {modulo} = {remainder}")
             src.psql("checkpoint")
             secs, rss = tool.incremental_backup()
+            data_after, wal_after = tool.repo_split()
             r[f"churn{pct}_backup_seconds"] = secs
-            r[f"churn{pct}_repo_growth_bytes"] = tool.repo_bytes() - before
-            print(f"  after {pct}% churn: {secs:.2f}s, repo +{r[f'churn{pct}_repo_growth_bytes'] / 2**20:.1f} MiB", flush=True)
+            r[f"churn{pct}_backup_growth_bytes"] = data_after - data_before
+            r[f"churn{pct}_wal_growth_bytes"] = wal_after - wal_before
+            r[f"churn{pct}_repo_growth_bytes"] = (data_after + wal_after) - (data_before + wal_before)
+            print(f"  after {pct}% churn: {secs:.2f}s, backup data +{(data_after - data_before) / 2**20:.1f} MiB, "
+                  f"archived WAL +{(wal_after - wal_before) / 2**20:.1f} MiB", flush=True)
         restores = []
         for i in range(a.repeat):
-            secs = tool.restore(os.path.join(work, f"{name}-restore-{i}"))
-            restores.append(secs)
+            restores.append(tool.restore(os.path.join(work, f"{name}-restore-{i}")))
         r["restore_seconds"] = statistics.median(restores)
         r["restore_mb_s"] = pgdata_bytes / 2**20 / r["restore_seconds"]
         print(f"  restore: {r['restore_seconds']:.2f}s ({r['restore_mb_s']:.1f} MB/s)", flush=True)
@@ -182,7 +194,8 @@ def main():
             time.sleep(0.2)
             run([f"{BIN}/pgbench", "-n", "-t", "100", "-h", src.sock, "-p", str(src.port), "postgres"])
             src.archive_wait()
-            r["pitr_seconds"] = tool.pitr(os.path.join(work, f"{name}-pitr"), target)
+            pitrs = [tool.pitr(os.path.join(work, f"{name}-pitr-{i}"), target) for i in range(a.repeat)]
+            r["pitr_seconds"] = statistics.median(pitrs)
             print(f"  PITR to a started server: {r['pitr_seconds']:.2f}s", flush=True)
             # WAL archiving under pgbench at full speed.
             first = src.psql("select archived_count from pg_stat_archiver")
@@ -192,6 +205,21 @@ def main():
             elapsed = time.monotonic() - t0
             r["archive_segments_per_s"] = (int(src.psql("select archived_count from pg_stat_archiver")) - int(first)) / elapsed
             print(f"  archiving under pgbench: lag {r['archive_lag_seconds']:.2f}s, {r['archive_segments_per_s']:.2f} segments/s", flush=True)
+        # The same full backup and restore with lz4.
+        tool.fresh_repo("lz4", "lz4")
+        use_archiver(src, tool)
+        lz4 = [tool.full_backup()[0]]
+        r["lz4_repo_bytes_full"] = tool.repo_split()[0]
+        lz4 += [tool.full_backup()[0] for _ in range(a.repeat - 1)]
+        r["lz4_full_backup_seconds"] = statistics.median(lz4)
+        r["lz4_full_backup_mb_s"] = pgdata_bytes / 2**20 / r["lz4_full_backup_seconds"]
+        lz4r = [tool.restore(os.path.join(work, f"{name}-restore-lz4-{i}")) for i in range(a.repeat)]
+        r["lz4_restore_seconds"] = statistics.median(lz4r)
+        r["lz4_restore_mb_s"] = pgdata_bytes / 2**20 / r["lz4_restore_seconds"]
+        print(f"  lz4: backup {r['lz4_full_backup_mb_s']:.1f} MB/s, restore {r['lz4_restore_mb_s']:.1f} MB/s", flush=True)
+        for d in os.listdir(work):
+            if d.startswith(f"{name}-restore") or d.startswith(f"{name}-pitr"):
+                shutil.rmtree(os.path.join(work, d), ignore_errors=True)
     src.stop()
     write(results, a.out)
     shutil.rmtree(work, ignore_errors=True)
@@ -203,15 +231,16 @@ class Lifeboat:
     def __init__(self, work, exe, src):
         self.work, self.exe, self.src = work, exe, src
 
-    def fresh_repo(self, i):
-        self.repo = os.path.join(self.work, f"lb-repo-{i}")
-        self.cfg = os.path.join(self.work, f"lb-{i}.yaml")
+    def fresh_repo(self, tag, compression):
+        self.repo = os.path.join(self.work, f"lb-repo-{tag}")
+        self.cfg = os.path.join(self.work, f"lb-{tag}.yaml")
         key = os.path.join(self.work, "lb.key")
         with open(key, "w") as f:
             f.write("bench passphrase\n")
         os.chmod(key, 0o600)
+        level = "compression_level: 3\n" if compression == "zstd" else ""
         with open(self.cfg, "w") as f:
-            f.write(f"repo: {self.repo}\nkey_file: {key}\nparallelism: 4\ncompression_level: 3\n")
+            f.write(f"repo: {self.repo}\nkey_file: {key}\nparallelism: 4\ncompression: {compression}\n{level}")
         os.makedirs(self.repo)
         chown_tree(self.work)
         run([self.exe, "repo", "init", "--config", self.cfg])
@@ -230,18 +259,19 @@ class Lifeboat:
     def repo_bytes(self):
         return du(self.repo)
 
+    def repo_split(self):
+        wal = du(os.path.join(self.repo, "wal"))
+        return du(self.repo) - wal, wal
+
     def restore(self, dest):
         return run([self.exe, "restore", "--config", self.cfg, "--to", dest])[0]
 
     def pitr(self, dest, target):
         port = free_port()
-        return run([self.exe, "restore", "--config", self.cfg, "--to", dest, "--target-time", target, "--start", "--port", str(port),
-                    "--socket-dir", self.work])[0] + stop_after(dest, port, self.work)
-
-
-def stop_after(dest, port, sock):
-    run([f"{BIN}/pg_ctl", "-D", dest, "-m", "immediate", "-w", "stop"], check=False)
-    return 0.0
+        secs = run([self.exe, "restore", "--config", self.cfg, "--to", dest, "--target-time", target, "--start", "--port", str(port),
+                    "--socket-dir", self.work])[0]
+        run([f"{BIN}/pg_ctl", "-D", dest, "-m", "immediate", "-w", "stop"], check=False)
+        return secs
 
 
 class PgBackRest:
@@ -250,17 +280,17 @@ class PgBackRest:
     def __init__(self, work, src):
         self.work, self.src = work, src
 
-    def fresh_repo(self, i):
-        self.repo = os.path.join(self.work, f"pgbr-repo-{i}")
-        self.conf = os.path.join(self.work, f"pgbackrest-{i}.conf")
+    def fresh_repo(self, tag, compression):
+        self.repo = os.path.join(self.work, f"pgbr-repo-{tag}")
+        self.conf = os.path.join(self.work, f"pgbackrest-{tag}.conf")
         os.makedirs(self.repo)
         for d in ["pgbr-log", "pgbr-lock", "pgbr-spool"]:
             os.makedirs(os.path.join(self.work, d), exist_ok=True)
+        compress = "compress-type=zst\ncompress-level=3" if compression == "zstd" else "compress-type=lz4"
         with open(self.conf, "w") as f:
             f.write(f"""[global]
 repo1-path={self.repo}
-compress-type=zst
-compress-level=3
+{compress}
 process-max=4
 start-fast=y
 log-level-console=warn
@@ -289,6 +319,10 @@ pg1-socket-path={self.src.sock}
     def repo_bytes(self):
         return du(self.repo)
 
+    def repo_split(self):
+        wal = du(os.path.join(self.repo, "archive"))
+        return du(self.repo) - wal, wal
+
     def restore(self, dest):
         os.makedirs(dest, mode=0o700)
         chown_tree(dest)
@@ -298,16 +332,20 @@ pg1-socket-path={self.src.sock}
     def pitr(self, dest, target):
         os.makedirs(dest, mode=0o700)
         chown_tree(dest)
-        port = free_port()
         t0 = time.monotonic()
         run(["pgbackrest", f"--config={self.conf}", "--stanza=bench", f"--pg1-path={dest}", "--type=time", f"--target={target}",
              "--target-action=promote", "restore"])
-        c = Cluster(self.work, os.path.basename(dest), port)
-        c.start()
-        c.wait_promoted()
-        secs = time.monotonic() - t0
-        c.stop()
-        return secs
+        return start_and_promote(self.work, dest, t0)
+
+
+def start_and_promote(work, dest, t0):
+    """Starts a restored cluster, waits until it is promoted; returns seconds since t0, then stops it."""
+    c = Cluster(work, os.path.basename(dest), free_port())
+    c.start()
+    c.wait_promoted()
+    secs = time.monotonic() - t0
+    c.stop()
+    return secs
 
 
 class PgBaseBackup:
@@ -316,8 +354,9 @@ class PgBaseBackup:
     def __init__(self, work, src):
         self.work, self.src = work, src
 
-    def fresh_repo(self, i):
-        self.repo = os.path.join(self.work, f"pgbb-{i}")
+    def fresh_repo(self, tag, compression):
+        self.repo = os.path.join(self.work, f"pgbb-{tag}")
+        self.compression = compression
         self.n = 0
         chown_tree(self.work)
 
@@ -326,7 +365,8 @@ class PgBaseBackup:
 
     def full_backup(self):
         self.n += 1
-        return run_rss([f"{BIN}/pg_basebackup", "-D", f"{self.repo}/{self.n}", "-Ft", "--compress=client-zstd:3", "-X", "fetch",
+        method = "client-zstd:3" if self.compression == "zstd" else "client-lz4"
+        return run_rss([f"{BIN}/pg_basebackup", "-D", f"{self.repo}/{self.n}", "-Ft", f"--compress={method}", "-X", "fetch",
                         "-c", "fast", "-h", self.src.sock, "-p", str(self.src.port)])
 
     incremental_backup = full_backup  # pg_basebackup 15 has no incremental backups: each is full
@@ -334,12 +374,88 @@ class PgBaseBackup:
     def repo_bytes(self):
         return du(self.repo)
 
+    def repo_split(self):
+        return du(self.repo), 0  # the WAL a backup needs is inside its tarball (-X fetch); nothing is archived
+
     def restore(self, dest):
         os.makedirs(dest, mode=0o700)
         chown_tree(dest)
         t0 = time.monotonic()
-        run(["sh", "-c", f"zstd -dc {self.repo}/{self.n}/base.tar.zst | tar -x -C {dest}"])
+        decompress = "zstd -dc" if self.compression == "zstd" else "lz4 -dc"
+        ext = "zst" if self.compression == "zstd" else "lz4"
+        run(["sh", "-c", f"{decompress} {self.repo}/{self.n}/base.tar.{ext} | tar -x -C {dest} && sync -f {dest}"])
         return time.monotonic() - t0
+
+
+class Barman:
+    """Barman 3 with backup_method = postgres (pg_basebackup underneath, compressed on the client), WAL
+    by archive_command into its incoming directory, processed by `barman archive-wal` (what cron does)."""
+    has_pitr = True
+
+    def __init__(self, work, src):
+        self.work, self.src = work, src
+
+    def fresh_repo(self, tag, compression):
+        self.home = os.path.join(self.work, f"barman-{tag}")
+        self.conf = os.path.join(self.work, f"barman-{tag}.conf")
+        os.makedirs(os.path.join(self.home, "staging"))
+        level = "backup_compression_level = 3\n" if compression == "zstd" else ""
+        with open(self.conf, "w") as f:
+            f.write(f"""[barman]
+barman_user = {PGUSER.pw_name}
+barman_home = {self.home}
+log_file = {self.home}/barman.log
+log_level = WARNING
+recovery_staging_path = {self.home}/staging
+compression = gzip
+
+[bench]
+description = bench
+conninfo = host={self.src.sock} port={self.src.port} user={PGUSER.pw_name} dbname=postgres
+streaming_conninfo = host={self.src.sock} port={self.src.port} user={PGUSER.pw_name}
+backup_method = postgres
+archiver = on
+backup_compression = {compression}
+{level}backup_compression_format = tar
+""")
+        chown_tree(self.work)
+        run(["barman", "-c", self.conf, "check", "bench"], check=False)  # creates the server's directories
+
+    def archiver_ready(self):
+        # Barman refuses a first backup until it has processed at least one archived segment.
+        self.barman("switch-wal", "--force", "--archive", "--archive-timeout", "60", "bench")
+
+    def barman(self, *args):
+        return run(["barman", "-c", self.conf] + list(args))
+
+    def archive_command(self):
+        return f"cp %p {self.home}/bench/incoming/%f"
+
+    def full_backup(self):
+        return run_rss(["barman", "-c", self.conf, "backup", "--wait", "bench"])
+
+    incremental_backup = full_backup  # backup_method = postgres has no incremental backups
+
+    def repo_bytes(self):
+        return sum(self.repo_split())
+
+    def repo_split(self):
+        self.barman("archive-wal", "bench")
+        wal = du(os.path.join(self.home, "bench", "wals")) + du(os.path.join(self.home, "bench", "incoming"))
+        return du(os.path.join(self.home, "bench", "base")), wal
+
+    def restore(self, dest):
+        os.makedirs(dest, mode=0o700)
+        chown_tree(dest)
+        return self.barman("recover", "bench", "latest", dest)[0]
+
+    def pitr(self, dest, target):
+        self.barman("archive-wal", "bench")  # what `barman cron` does every minute
+        os.makedirs(dest, mode=0o700)
+        chown_tree(dest)
+        t0 = time.monotonic()
+        self.barman("recover", "--target-time", target, "--target-action", "promote", "bench", "latest", dest)
+        return start_and_promote(self.work, dest, t0)
 
 
 def floor(work):
@@ -365,7 +481,22 @@ def machine():
     mem = next(l.split(":", 1)[1].strip() for l in open("/proc/meminfo") if l.startswith("MemTotal"))
     return {"cpus": os.cpu_count(), "cpu": cpu, "memory": mem, "kernel": platform.release(),
             "postgresql": subprocess.run([f"{BIN}/postgres", "--version"], capture_output=True, text=True).stdout.strip(),
-            "pgbackrest": subprocess.run(["pgbackrest", "version"], capture_output=True, text=True).stdout.strip()}
+            "pgbackrest": subprocess.run(["pgbackrest", "version"], capture_output=True, text=True).stdout.strip(),
+            "barman": "Barman " + subprocess.run(["barman", "--version"], capture_output=True, text=True).stdout.split()[0]}
+
+
+TOOLS = [("lifeboat", "Lifeboat"), ("pgbackrest", "pgBackRest"), ("pg_basebackup", "pg_basebackup"), ("barman", "Barman")]
+ROWS = [("full backup time (s)", "full_backup_seconds"), ("full backup throughput (MB/s)", "full_backup_mb_s"),
+        ("full backup peak RSS (MiB)", "full_backup_peak_rss_mib"), ("repository after full, WAL included (MiB)", "repo_bytes_full"),
+        ("backup data added after 1% churn (MiB)", "churn1_backup_growth_bytes"),
+        ("WAL archived during 1% churn (MiB)", "churn1_wal_growth_bytes"),
+        ("backup data added after 10% churn (MiB)", "churn10_backup_growth_bytes"),
+        ("WAL archived during 10% churn (MiB)", "churn10_wal_growth_bytes"),
+        ("second backup after 1% churn (s)", "churn1_backup_seconds"), ("restore time (s)", "restore_seconds"),
+        ("restore throughput (MB/s)", "restore_mb_s"), ("PITR to a started server (s)", "pitr_seconds"),
+        ("archive lag after pgbench (s)", "archive_lag_seconds"), ("archived segments/s under pgbench", "archive_segments_per_s"),
+        ("lz4: full backup throughput (MB/s)", "lz4_full_backup_mb_s"), ("lz4: backup data after full (MiB)", "lz4_repo_bytes_full"),
+        ("lz4: restore throughput (MB/s)", "lz4_restore_mb_s")]
 
 
 def write(results, out):
@@ -373,41 +504,41 @@ def write(results, out):
     with open(os.path.join(out, "latest.json"), "w") as f:
         json.dump(results, f, indent=2, sort_keys=True)
     t = results["tools"]
-    lb = t["lifeboat"]
-    rows = [("full backup time (s)", "full_backup_seconds", False), ("full backup throughput (MB/s)", "full_backup_mb_s", True),
-            ("full backup peak RSS (MiB)", "full_backup_peak_rss_mib", False), ("repository after full (MiB)", "repo_bytes_full", False),
-            ("growth after 1% churn (MiB)", "churn1_repo_growth_bytes", False), ("growth after 10% churn (MiB)", "churn10_repo_growth_bytes", False),
-            ("second backup after 1% churn (s)", "churn1_backup_seconds", False), ("restore time (s)", "restore_seconds", False),
-            ("restore throughput (MB/s)", "restore_mb_s", True), ("PITR to a started server (s)", "pitr_seconds", False),
-            ("archive lag after pgbench (s)", "archive_lag_seconds", False), ("archived segments/s under pgbench", "archive_segments_per_s", True)]
+    names = [n for n, _ in TOOLS if n in t]
+    peers = names[1:]
+    label = dict(TOOLS)
+
     def fmt(v, key):
         if v is None:
             return "n/a"
-        return f"{v / 2**20:.1f}" if key.endswith("bytes") or key == "repo_bytes_full" else f"{v:.2f}"
+        return f"{v / 2**20:.1f}" if key.endswith("bytes") or key.endswith("bytes_full") else f"{v:.2f}"
+
+    m = results["machine"]
     lines = [f"# Benchmark: pgbench scale {results['scale']} ({results['pgdata_bytes'] / 2**20:.0f} MiB PGDATA), median of {results['repeat']}",
-             "", f"Machine: {results['machine']['cpus']} CPUs ({results['machine']['cpu']}), {results['machine']['memory']}; "
-             f"{results['machine']['postgresql']}; {results['machine']['pgbackrest']}. Run {results['date']}.", "",
-             "| figure | Lifeboat | pgBackRest | pg_basebackup | Lifeboat / pgBackRest | Lifeboat / pg_basebackup |", "|---|---|---|---|---|---|"]
+             "", f"Machine: {m['cpus']} CPUs ({m['cpu']}), {m['memory']}; {m['postgresql']}; {m.get('pgbackrest', '')}; "
+             f"{m.get('barman', '')}. Run {results['date']}.", "",
+             "| figure | " + " | ".join(label[n] for n in names) + " | " + " | ".join(f"Lifeboat / {label[p]}" for p in peers) + " |",
+             "|---" * (1 + len(names) + len(peers)) + "|"]
     svg_bars = []
-    for label, key, _ in rows:
-        vals = [t[n].get(key) for n in ["lifeboat", "pgbackrest", "pg_basebackup"]]
+    for row_label, key in ROWS:
+        vals = [t[n].get(key) for n in names]
         ratios = [f"{vals[0] / v:.2f}×" if vals[0] is not None and v else "n/a" for v in vals[1:]]
-        lines.append(f"| {label} | {fmt(vals[0], key)} | {fmt(vals[1], key)} | {fmt(vals[2], key)} | {ratios[0]} | {ratios[1]} |")
+        lines.append(f"| {row_label} | " + " | ".join(fmt(v, key) for v in vals) + " | " + " | ".join(ratios) + " |")
         if vals[0] is not None and vals[1]:
-            svg_bars.append((label, vals[0] / vals[1]))
+            svg_bars.append((row_label, vals[0] / vals[1]))
     lines += ["", "Floor: " + "; ".join(f"{k}: {v}" for k, v in results["floor"].items()), ""]
     with open(os.path.join(out, "latest.md"), "w") as f:
         f.write("\n".join(lines))
-    width, bar_h = 760, 22
+    width, bar_h = 820, 22
     svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{40 + bar_h * len(svg_bars)}" font-family="sans-serif" font-size="11">',
            '<text x="10" y="16">Lifeboat / pgBackRest (1.0 = equal; the line marks 1.0)</text>']
     top = max([r for _, r in svg_bars] + [1.0])
-    for i, (label, ratio) in enumerate(svg_bars):
+    for i, (row_label, ratio) in enumerate(svg_bars):
         y = 28 + i * bar_h
         w = 400 * ratio / top
-        svg.append(f'<text x="10" y="{y + 14}">{label}</text><rect x="300" y="{y + 3}" width="{w:.1f}" height="{bar_h - 8}" fill="#1565c0"/>'
-                   f'<text x="{305 + w:.1f}" y="{y + 14}">{ratio:.2f}×</text>')
-    x1 = 300 + 400 / top
+        svg.append(f'<text x="10" y="{y + 14}">{row_label}</text><rect x="330" y="{y + 3}" width="{w:.1f}" height="{bar_h - 8}" fill="#1565c0"/>'
+                   f'<text x="{335 + w:.1f}" y="{y + 14}">{ratio:.2f}×</text>')
+    x1 = 330 + 400 / top
     svg.append(f'<line x1="{x1:.1f}" y1="24" x2="{x1:.1f}" y2="{28 + bar_h * len(svg_bars)}" stroke="#c62828"/></svg>')
     with open(os.path.join(out, "latest.svg"), "w") as f:
         f.write("\n".join(svg))

@@ -115,12 +115,19 @@ public struct BackupManifest: Codable, Sendable, Equatable {
     public var backupID: String
     public var chunkSize: Int
     public var entries: [ManifestEntry]
+    /// Chunks this backup uses that are stored as a delta against another chunk: chunk id to base id.
+    /// Absent from repositories of format 1 and from backups without deltas.
+    public var deltaBases: [String: String]?
 
-    public init(backupID: String, chunkSize: Int, entries: [ManifestEntry]) {
+    public init(backupID: String, chunkSize: Int, entries: [ManifestEntry], deltaBases: [String: String]? = nil) {
         self.backupID = backupID
         self.chunkSize = chunkSize
         self.entries = entries
+        self.deltaBases = deltaBases
     }
+
+    /// The base of chunk `id` if this backup uses it as a delta.
+    public func deltaBase(of id: String) -> String? { deltaBases?[id] }
 }
 
 /// JSON coding used for every structured object in the repository: ISO 8601 dates, sorted keys,

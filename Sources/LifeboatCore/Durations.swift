@@ -105,7 +105,7 @@ public enum Timestamp {
     }
 
     public static func format(_ date: Date) -> String {
-        let millis = Int((date.timeIntervalSince1970 * 1000).rounded(.down))
+        let millis = Int((date.timeIntervalSince1970 * 1000).rounded())
         let (secs, ms) = millis.quotientAndRemainder(dividingBy: 1000)
         let (days0, rest0) = secs.quotientAndRemainder(dividingBy: 86400)
         let (days, rest) = rest0 < 0 ? (days0 - 1, rest0 + 86400) : (days0, rest0)

@@ -101,7 +101,10 @@ public struct BackupEngine: Sendable {
         var log = logger
         log[metadataKey: LogKey.backupID] = .string(id)
 
-        let known = ChunkIndex(try await repo.chunkIDs())
+        let known = ChunkIndex(try await repo.chunkCatalog())
+        // Chunks of the newest backup by file: a changed chunk is stored as a delta against the chunk
+        // that held the same bytes of the same file then.
+        let previous = repo.storesDeltas ? try await Self.previousChunks(repo) : [:]
         guard let startText = try await session.value("SELECT pg_backup_start(\(PostgresSession.literal("lifeboat \(id)")), true)::text"),
             let startLSN = LSN(startText)
         else { throw LifeboatError(.postgres, "pg_backup_start returned no LSN") }
@@ -113,7 +116,7 @@ public struct BackupEngine: Sendable {
         let chunkSize = repo.config.chunkSize
         let stats = BackupStats()
         let entries = try await forEachBounded(items, parallelism: options.parallelism) { item -> ManifestEntry? in
-            try await Self.store(item: item, chunkSize: chunkSize, repository: repo, known: known, stats: stats)
+            try await Self.store(item: item, chunkSize: chunkSize, repository: repo, known: known, previous: previous[item.path], stats: stats)
         }
 
         guard let stop = try await session.query("SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(false)").first,
@@ -136,7 +139,13 @@ public struct BackupEngine: Sendable {
         try await waitForWAL(record: record0, session: session, timeout: options.walTimeout)
 
         let manifestEntries = entries.compactMap { $0 }
-        let manifest = BackupManifest(backupID: id, chunkSize: chunkSize, entries: manifestEntries)
+        let deltas = await known.deltasOnly()
+        var deltaBases: [String: String] = [:]
+        for entry in manifestEntries {
+            for chunk in entry.chunks { if let base = deltas[chunk] { deltaBases[chunk] = base } }
+        }
+        let manifest = BackupManifest(backupID: id, chunkSize: chunkSize, entries: manifestEntries,
+            deltaBases: deltaBases.isEmpty ? nil : deltaBases)
         var record = record0
         record.manifestObject = try await repo.writeManifest(manifest)
         FaultPoint.reached("backup.manifest")
@@ -156,7 +165,7 @@ public struct BackupEngine: Sendable {
 
     /// Reads one file in chunk-size blocks and stores the blocks the repository lacks.
     static func store(item: DataDirectoryScan.Item, chunkSize: Int, repository: Repository, known: ChunkIndex,
-        stats: BackupStats) async throws -> ManifestEntry?
+        previous: [String]?, stats: BackupStats) async throws -> ManifestEntry?
     {
         guard item.type == .file else {
             return ManifestEntry(path: item.path, type: item.type, mode: item.mode, size: 0, modified: item.modified, chunks: [])
@@ -189,7 +198,12 @@ public struct BackupEngine: Sendable {
             let id = repository.chunkID(for: block)
             var stored = 0
             if await known.claim(id) {
-                stored = try await repository.putChunk(id: id, data: Data(block))
+                let index = chunks.count
+                let candidate = previous.flatMap { index < $0.count ? $0[index] : nil }
+                let base = candidate == nil ? nil : await known.wholeBase(for: candidate ?? "")
+                let result = try await repository.putChunk(id: id, data: Data(block), deltaBase: base)
+                stored = result.written
+                await known.record(id, base: result.base)
                 if FaultPoint.isArmed { FaultPoint.counted("backup.chunks", await stats.storedChunks()) }
             }
             await stats.add(logical: filled, stored: stored, isNew: stored > 0)
@@ -205,7 +219,7 @@ public struct BackupEngine: Sendable {
     /// until their own retention; automated ones for the recovery window past their end, plus a day.
     func extendLocks(record: BackupRecord, manifest: BackupManifest, policy: RetentionPolicy, parallelism: Int) async throws {
         let until = record.retainUntil ?? record.stopTime.addingTimeInterval(policy.recoveryWindow + 86400)
-        var keys = Set(manifest.entries.flatMap { $0.chunks.map { "chunks/\($0.prefix(2))/\($0)" } })
+        var keys = Set(manifest.entries.flatMap { $0.chunks.flatMap { Repository.chunkObjectKeys($0, in: manifest) } })
         keys.insert("backups/\(record.id)")
         keys.insert(record.manifestObject)
         let size = record.walSegmentSize
@@ -245,6 +259,16 @@ public struct BackupEngine: Sendable {
         }
     }
 
+    /// The chunk lists by path of the newest committed backup (empty if there is none).
+    static func previousChunks(_ repository: Repository) async throws -> [String: [String]] {
+        guard let last = try await repository.backups().last else { return [:] }
+        var byPath: [String: [String]] = [:]
+        for entry in try await repository.manifest(for: last).entries where entry.type == .file {
+            byPath[entry.path] = entry.chunks
+        }
+        return byPath
+    }
+
     static func labelTimeline(_ label: String) -> UInt32? {
         for line in label.split(separator: "\n") where line.hasPrefix("START TIMELINE:") {
             return UInt32(line.dropFirst("START TIMELINE:".count).trimmingCharacters(in: .whitespaces))
@@ -263,12 +287,37 @@ public struct BackupEngine: Sendable {
     }
 }
 
-/// Chunk ids known to be in the repository or being stored by this backup.
+/// Chunks known to be in the repository or being stored by this backup, and how each is stored.
 actor ChunkIndex {
-    private var ids: Set<String>
-    init(_ ids: Set<String>) { self.ids = ids }
+    private var whole: Set<String>
+    private var deltas: [String: String]
+    private var claimed: Set<String> = []
+
+    init(_ catalog: ChunkCatalog) {
+        whole = catalog.whole
+        deltas = catalog.deltas
+    }
+
     /// True if the caller is the first to see `id` and must store it.
-    func claim(_ id: String) -> Bool { ids.insert(id).inserted }
+    func claim(_ id: String) -> Bool {
+        if whole.contains(id) || deltas[id] != nil { return false }
+        return claimed.insert(id).inserted
+    }
+
+    /// Records how a claimed chunk was stored: whole (nil) or as a delta against `base`.
+    func record(_ id: String, base: String?) {
+        if let base { deltas[id] = base } else { whole.insert(id) }
+    }
+
+    /// The whole chunk a delta of a chunk that replaced `previous` can be based on: `previous` if it is
+    /// stored whole, its own base if it is a delta (deltas never chain), nil if it is unknown.
+    func wholeBase(for previous: String) -> String? {
+        if whole.contains(previous) { return previous }
+        return deltas[previous]
+    }
+
+    /// Chunks stored only as deltas, with their bases.
+    func deltasOnly() -> [String: String] { deltas.filter { !whole.contains($0.key) } }
 }
 
 actor BackupStats {

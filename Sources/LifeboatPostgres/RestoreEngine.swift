@@ -230,7 +230,8 @@ public struct RestoreEngine: Sendable {
             if fd < 0 { throw FileStore.ioError("cannot open", errno: errno, path: path) }
             defer { close(fd) }
             for k in run.first..<(run.first + run.count) {
-                let data = try await repo.chunk(id: entry.chunks[k], verifyContent: false)
+                let id = entry.chunks[k]
+                let data = try await repo.chunk(id: id, base: manifest.deltaBase(of: id), verifyContent: false)
                 let offset = k * chunkSize
                 let expected = k == entry.chunks.count - 1 ? Int(entry.size) - offset : chunkSize
                 guard data.count == expected else {

@@ -37,7 +37,8 @@ public struct WALArchive: Sendable {
         guard prefetch > 0, case .segment(let segment)? = WALFileName(name), data.count > 0 else { return }
         let spool = WALPrefetchSpool(destination: destination)
         spool.discard(before: segment)
-        let size = UInt64(data.count)
+        // A segment is wal_segment_size long: a power of two from 1 MiB to 1 GiB (16 MiB by default).
+        let size = data.count >= 1 << 20 && data.count <= 1 << 30 && data.count & (data.count - 1) == 0 ? UInt64(data.count) : 16 << 20
         let next = (1...prefetch).map { WALSegment(timeline: segment.timeline, number: segment.number(segmentSize: size) + UInt64($0), segmentSize: size) }
             .filter { !spool.holds($0.name) }
         let repo = repository

@@ -86,3 +86,47 @@ public enum CompressionAlgorithm: String, Codable, Sendable, CaseIterable {
         }
     }
 }
+
+/// Delta compression of a chunk against an older version of it: a zstd frame that uses the base
+/// as a prefix, so unchanged runs cost a few bytes. The frame carries zstd's content checksum, so
+/// a wrong base is detected on decompression, not written out.
+enum ZstdDelta {
+    static func compress(_ input: Data, base: Data, level: Int32) throws -> Data {
+        guard let cctx = ZSTD_createCCtx() else { throw LifeboatError(.internalError, "zstd: out of memory") }
+        defer { ZSTD_freeCCtx(cctx) }
+        ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level)
+        ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1)
+        let bound = ZSTD_compressBound(input.count)
+        var out = Data(count: bound)
+        let written = base.withUnsafeBytes { b -> Int in
+            let r = ZSTD_CCtx_refPrefix(cctx, b.baseAddress, base.count)
+            if ZSTD_isError(r) != 0 { return r }
+            return out.withUnsafeMutableBytes { o in
+                input.withUnsafeBytes { i in ZSTD_compress2(cctx, o.baseAddress, bound, i.baseAddress, input.count) }
+            }
+        }
+        if ZSTD_isError(written) != 0 {
+            throw LifeboatError(.internalError, "zstd delta compression failed: \(String(cString: ZSTD_getErrorName(written)))")
+        }
+        out.count = written
+        return out
+    }
+
+    static func decompress(_ frame: Data, base: Data, originalSize: Int, object: String) throws -> Data {
+        guard let dctx = ZSTD_createDCtx() else { throw LifeboatError(.internalError, "zstd: out of memory") }
+        defer { ZSTD_freeDCtx(dctx) }
+        ZSTD_DCtx_setParameter(dctx, ZSTD_d_windowLogMax, 30)
+        var out = Data(count: originalSize)
+        let n = base.withUnsafeBytes { b -> Int in
+            let r = ZSTD_DCtx_refPrefix(dctx, b.baseAddress, base.count)
+            if ZSTD_isError(r) != 0 { return r }
+            return out.withUnsafeMutableBytes { o in
+                frame.withUnsafeBytes { i in ZSTD_decompressDCtx(dctx, o.baseAddress, originalSize, i.baseAddress, frame.count) }
+            }
+        }
+        if ZSTD_isError(n) != 0 || n != originalSize {
+            throw LifeboatError(.integrity, "object \(object) does not rebuild from its base chunk", hint: "run `lifeboat verify`")
+        }
+        return out
+    }
+}

@@ -78,7 +78,10 @@ public struct Expirer: Sendable {
         // anything: a damaged manifest must stop expire, not make it delete the chunks it names.
         var referenced = Set<String>()
         for b in kept {
-            for entry in try await repo.manifest(for: b).entries { referenced.formUnion(entry.chunks) }
+            let manifest = try await repo.manifest(for: b)
+            for entry in manifest.entries {
+                for chunk in entry.chunks { referenced.formUnion(Repository.chunkObjectKeys(chunk, in: manifest)) }
+            }
         }
         var orphans: [String] = []
         for key in try await repo.orphanManifests() where try await !protected(key) { orphans.append(key) }
@@ -93,8 +96,7 @@ public struct Expirer: Sendable {
         var chunksRemoved = 0
         var chunkBytes = 0
         for info in try await repo.store.list(prefix: "chunks/") {
-            let id = String(info.key.split(separator: "/").last ?? "")
-            if referenced.contains(id) { continue }
+            if referenced.contains(info.key) { continue }
             if try await protected(info.key) { continue }
             chunksRemoved += 1
             chunkBytes += info.size

@@ -17,6 +17,9 @@ struct ObjectCodec: Sendable {
     let compression: CompressionAlgorithm
     let level: Int32
 
+    /// Compression byte of a chunk stored as a zstd delta against its base chunk (named in the key).
+    static let deltaWireValue: UInt8 = 3
+
     func seal(_ plaintext: Data, key: String) throws -> Data {
         var algorithm = compression
         var body = try compression.compress(plaintext, level: level)
@@ -25,10 +28,15 @@ struct ObjectCodec: Sendable {
             algorithm = .none
             body = plaintext
         }
+        return try seal(body: body, wireValue: algorithm.wireValue, plaintextLength: plaintext.count, key: key)
+    }
+
+    /// Seals an already compressed body (a delta frame, or a body compressed to choose between forms).
+    func seal(body: Data, wireValue: UInt8, plaintextLength: Int, key: String) throws -> Data {
         var header = Data(Self.magic)
-        header.append(algorithm.wireValue)
+        header.append(wireValue)
         header.append(contentsOf: [0, 0, 0])
-        var length = UInt64(plaintext.count).littleEndian
+        var length = UInt64(plaintextLength).littleEndian
         withUnsafeBytes(of: &length) { header.append(contentsOf: $0) }
         let aad = header + Data(key.utf8)
         let box = try AES.GCM.seal(body, using: keys.dataKey, authenticating: aad)
@@ -37,13 +45,20 @@ struct ObjectCodec: Sendable {
     }
 
     func open(_ sealed: Data, key: String) throws -> Data {
+        let (wire, body, length) = try openBody(sealed, key: key)
+        guard let algorithm = CompressionAlgorithm(wireValue: wire) else {
+            throw LifeboatError(.integrity, "object \(key) names an unknown compression (\(wire))")
+        }
+        return try algorithm.decompress(body, originalSize: length, object: key)
+    }
+
+    /// Authenticates and decrypts; returns the compression byte, the still compressed body and the
+    /// plaintext length.
+    func openBody(_ sealed: Data, key: String) throws -> (wireValue: UInt8, body: Data, length: Int) {
         let bytes = [UInt8](sealed.prefix(Self.headerSize))
         guard sealed.count >= Self.headerSize + 28, Array(bytes[0..<4]) == Self.magic else {
             throw LifeboatError(.integrity, "object \(key) is not a lifeboat object or is truncated",
                 hint: "run `lifeboat verify` to list every damaged object")
-        }
-        guard let algorithm = CompressionAlgorithm(wireValue: bytes[4]) else {
-            throw LifeboatError(.integrity, "object \(key) names an unknown compression (\(bytes[4]))")
         }
         var length: UInt64 = 0
         for i in 0..<8 { length |= UInt64(bytes[8 + i]) << (8 * UInt64(i)) }
@@ -57,6 +72,6 @@ struct ObjectCodec: Sendable {
                 hint: "run `lifeboat verify` to list every damaged object; restore from another backup or repository copy")
         }
         guard length <= 1 << 34 else { throw LifeboatError(.integrity, "object \(key) claims an impossible size") }
-        return try algorithm.decompress(body, originalSize: Int(length), object: key)
+        return (bytes[4], body, Int(length))
     }
 }

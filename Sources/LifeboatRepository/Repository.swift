@@ -16,7 +16,8 @@ public struct RepositoryConfig: Codable, Sendable, Equatable {
     /// The 32-byte master key, sealed with AES-256-GCM under the key derived from the passphrase.
     var wrappedKey: String
 
-    public static let currentFormat = 1
+    /// 2: chunks may be stored as deltas (`chunks/xx/<id>-<base>`, compression byte 3).
+    public static let currentFormat = 2
 }
 
 /// Options for `repo init`.
@@ -153,26 +154,108 @@ public final class Repository: Sendable {
 
     static func chunkKey(_ id: String) -> String { "chunks/\(id.prefix(2))/\(id)" }
 
+    /// Object key of chunk `id` stored as a delta against chunk `base`; the base is part of the name,
+    /// so a listing shows every dependency (expire needs no object reads) and GCM authenticates it.
+    static func deltaChunkKey(_ id: String, base: String) -> String { "chunks/\(id.prefix(2))/\(id)-\(base)" }
+
+    /// The object key holding chunk `id` as `manifest` uses it.
+    public static func chunkObjectKey(_ id: String, in manifest: BackupManifest) -> String {
+        manifest.deltaBase(of: id).map { deltaChunkKey(id, base: $0) } ?? chunkKey(id)
+    }
+
+    /// Every object a backup's chunk needs: its own and, for a delta, its base's.
+    public static func chunkObjectKeys(_ id: String, in manifest: BackupManifest) -> [String] {
+        guard let base = manifest.deltaBase(of: id) else { return [chunkKey(id)] }
+        return [deltaChunkKey(id, base: base), chunkKey(base)]
+    }
+
+    /// The chunk id and, for a delta, the base id an object key under `chunks/` names.
+    public static func parseChunkKey(_ key: String) -> (id: String, base: String?)? {
+        guard key.hasPrefix("chunks/"), let name = key.split(separator: "/").last else { return nil }
+        let parts = name.split(separator: "-")
+        switch parts.count {
+        case 1: return (String(parts[0]), nil)
+        case 2: return (String(parts[0]), String(parts[1]))
+        default: return nil
+        }
+    }
+
+    /// Whether this repository's format allows delta chunks (older lifeboat could not read them).
+    public var storesDeltas: Bool { config.format >= 2 }
+
     /// Stores a chunk unless present. Returns the bytes written (0 if it was already there).
     public func putChunk(id: String, data: Data) async throws -> Int {
         try await writeSealed(Self.chunkKey(id), plaintext: data) ?? 0
     }
 
-    /// Reads a chunk. AES-GCM already proves the object is what a key holder stored under this name;
-    /// `verifyContent` also recomputes the content's keyed hash (verify and copy do; restore skips it,
-    /// it was a quarter of a restore's CPU).
-    public func chunk(id: String, verifyContent: Bool = true) async throws -> Data {
-        let key = Self.chunkKey(id)
-        let data = try await readSealed(key)
+    /// Stores a new chunk, as a zstd delta against `deltaBase` (the same place in the file in an earlier
+    /// backup, itself stored whole) when the delta is under half the size of the whole chunk compressed.
+    /// Returns the bytes written and the base used, nil when stored whole. A base that cannot be read
+    /// only means the chunk is stored whole.
+    public func putChunk(id: String, data: Data, deltaBase: String?) async throws -> (written: Int, base: String?) {
+        guard let baseID = deltaBase, baseID != id, storesDeltas else { return (try await putChunk(id: id, data: data), nil) }
+        let baseData: Data
+        do {
+            baseData = try await chunk(id: baseID, verifyContent: false)
+        } catch {
+            logger.warning("delta base unreadable; storing the chunk whole",
+                metadata: [LogKey.object: .string(Self.chunkKey(baseID)), "lifeboat.error": "\(error)"])
+            return (try await putChunk(id: id, data: data), nil)
+        }
+        let frame = try ZstdDelta.compress(data, base: baseData, level: Int32(config.compressionLevel))
+        if frame.count > data.count / 64 {
+            // Not obviously tiny: compare with the whole chunk compressed, and keep that body if better.
+            let whole = try codec.compression.compress(data, level: codec.level)
+            if frame.count * 2 > whole.count {
+                let key = Self.chunkKey(id)
+                let sealed = whole.count >= data.count
+                    ? try codec.seal(body: data, wireValue: CompressionAlgorithm.none.wireValue, plaintextLength: data.count, key: key)
+                    : try codec.seal(body: whole, wireValue: codec.compression.wireValue, plaintextLength: data.count, key: key)
+                return (try await store.putIfAbsent(key, data: sealed) ? sealed.count : 0, nil)
+            }
+        }
+        let key = Self.deltaChunkKey(id, base: baseID)
+        let sealed = try codec.seal(body: frame, wireValue: ObjectCodec.deltaWireValue, plaintextLength: data.count, key: key)
+        return (try await store.putIfAbsent(key, data: sealed) ? sealed.count : 0, baseID)
+    }
+
+    /// Reads a chunk (rebuilding a delta from its base). AES-GCM already proves the object is what a
+    /// key holder stored under this name; `verifyContent` also recomputes the content's keyed hash
+    /// (verify and copy do; restore skips it, it was a quarter of a restore's CPU).
+    public func chunk(id: String, base: String? = nil, verifyContent: Bool = true) async throws -> Data {
+        let data: Data
+        let key: String
+        if let base {
+            key = Self.deltaChunkKey(id, base: base)
+            let (wire, body, length) = try codec.openBody(try await store.get(key), key: key)
+            guard wire == ObjectCodec.deltaWireValue else {
+                throw LifeboatError(.integrity, "object \(key) is named as a delta but holds a whole chunk")
+            }
+            let baseData = try await chunk(id: base, verifyContent: false)
+            data = try ZstdDelta.decompress(body, base: baseData, originalSize: length, object: key)
+        } else {
+            key = Self.chunkKey(id)
+            data = try await readSealed(key)
+        }
         guard !verifyContent || chunkID(for: data) == id else {
             throw LifeboatError(.integrity, "object \(key) holds content that does not match its name")
         }
         return data
     }
 
-    /// Ids of every chunk in the repository.
+    /// Ids of every chunk in the repository, whole or delta.
     public func chunkIDs() async throws -> Set<String> {
-        Set(try await store.list(prefix: "chunks/").compactMap { $0.key.split(separator: "/").last.map(String.init) })
+        Set(try await store.list(prefix: "chunks/").compactMap { Self.parseChunkKey($0.key)?.id })
+    }
+
+    /// Every chunk in the repository and how it is stored.
+    public func chunkCatalog() async throws -> ChunkCatalog {
+        var catalog = ChunkCatalog()
+        for info in try await store.list(prefix: "chunks/") {
+            guard let (id, base) = Self.parseChunkKey(info.key) else { continue }
+            if let base { catalog.deltas[id] = base } else { catalog.whole.insert(id) }
+        }
+        return catalog
     }
 
     // MARK: - backups
@@ -293,6 +376,13 @@ public final class Repository: Sendable {
         }
     }
 
+}
+
+/// The chunks of a repository by how they are stored: whole, or as a delta against a base chunk.
+public struct ChunkCatalog: Sendable {
+    public var whole: Set<String> = []
+    public var deltas: [String: String] = [:]
+    public init() {}
 }
 
 /// Metadata keys used in logs, kept in one place.

@@ -92,7 +92,8 @@ public struct RepositoryCopier: Sendable {
                 var copy = entry
                 copy.chunks = []
                 for id in entry.chunks {
-                    let data = try await src.chunk(id: id)
+                    // Deltas are rebuilt and stored whole in the copy (its ids differ under its own key).
+                    let data = try await src.chunk(id: id, base: manifest.deltaBase(of: id))
                     let newID = dst.chunkID(for: data)
                     if await known.claim(newID) {
                         let written = try await dst.putChunk(id: newID, data: data)

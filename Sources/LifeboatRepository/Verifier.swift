@@ -40,8 +40,10 @@ public struct Verifier: Sendable {
         let encrypted = all.filter { $0.key != Repository.configKey && !$0.key.hasPrefix("locks/") }
         let objectProblems = try await forEachBounded(encrypted, parallelism: parallelism) { info -> VerifyReport.Problem? in
             do {
-                if info.key.hasPrefix("chunks/") {
-                    _ = try await repo.chunk(id: String(info.key.split(separator: "/").last ?? ""))
+                if let (id, base) = Repository.parseChunkKey(info.key) {
+                    _ = try await repo.chunk(id: id, base: base)
+                } else if info.key.hasPrefix("chunks/") {
+                    return VerifyReport.Problem(object: info.key, message: "object \(info.key) is not named like a chunk")
                 } else {
                     _ = try await repo.readSealed(info.key)
                 }
@@ -54,7 +56,7 @@ public struct Verifier: Sendable {
         let damaged = Set(problems.map(\.object))
 
         // 2. Every backup's chunks exist.
-        let chunkIDs = Set(all.filter { $0.key.hasPrefix("chunks/") }.compactMap { $0.key.split(separator: "/").last.map(String.init) })
+        let chunkObjects = Set(all.filter { $0.key.hasPrefix("chunks/") }.map(\.key))
         var backups: [BackupRecord] = []
         for info in all where info.key.hasPrefix("backups/") && !damaged.contains(info.key) {
             let id = String(info.key.dropFirst("backups/".count))
@@ -66,9 +68,11 @@ public struct Verifier: Sendable {
                 var missing = 0
                 var firstMissing = ""
                 for entry in manifest.entries {
-                    for chunk in entry.chunks where !chunkIDs.contains(chunk) {
-                        if missing == 0 { firstMissing = "\(Repository.chunkKey(chunk)) (used by \(entry.path))" }
-                        missing += 1
+                    for chunk in entry.chunks {
+                        for key in Repository.chunkObjectKeys(chunk, in: manifest) where !chunkObjects.contains(key) {
+                            if missing == 0 { firstMissing = "\(key) (used by \(entry.path))" }
+                            missing += 1
+                        }
                     }
                 }
                 if missing > 0 {

@@ -67,6 +67,54 @@ import Testing
         #expect(none.errors.contains("lifeboat repo init"))
     }
 
+    /// `wal fetch` fetches the next segments into pg_wal/.lifeboat-prefetch; PostgreSQL's calls for them
+    /// are answered from there without opening the repository (shown with a wrong passphrase), passed
+    /// segments are dropped from the spool, and a file that is not archived is answered from the
+    /// store alone (exit 6 even with a wrong key) while a missing repository stays an error (exit 3).
+    @Test func walFetchPrefetchesAheadIntoASpool() async throws {
+        let sandbox = try TestSandbox("prefetch")
+        defer { Task { await sandbox.remove() } }
+        let repoPath = sandbox.path("repo")
+        let env = ["LIFEBOAT_PASSPHRASE": "right", "LIFEBOAT_REPO": repoPath]
+        #expect(try await LifeboatCLI.run(["repo", "init"], environment: env).status == 0)
+        try sandbox.directory("archive")
+        var contents: [String: Data] = [:]
+        for n in 1...5 {
+            let name = WALSegment(timeline: 1, number: UInt64(n), segmentSize: 16 << 20).name
+            let text = String(repeating: "segment \(n) ", count: 3000)
+            contents[name] = Data(text.utf8)
+            #expect(try await LifeboatCLI.run(["wal", "push", try sandbox.file("archive/" + name, text)], environment: env).status == 0)
+        }
+        let names = contents.keys.sorted()
+        try sandbox.directory("pgdata/pg_wal")
+        let target = sandbox.path("pgdata/pg_wal/RECOVERYXLOG")
+        let spool = sandbox.path("pgdata/pg_wal/.lifeboat-prefetch")
+        func spooled() -> [String] { ((try? FileManager.default.contentsOfDirectory(atPath: spool)) ?? []).sorted() }
+
+        #expect(try await LifeboatCLI.run(["wal", "fetch", "--prefetch", "3", names[0], target], environment: env).status == 0)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: target)) == contents[names[0]])
+        #expect(spooled() == Array(names[1...3]))
+
+        let wrongKey = ["LIFEBOAT_PASSPHRASE": "wrong", "LIFEBOAT_REPO": repoPath]
+        let fromSpool = try await LifeboatCLI.run(["wal", "fetch", names[1], target], environment: wrongKey)
+        #expect(fromSpool.status == 0, "\(fromSpool.errors)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: target)) == contents[names[1]])
+        #expect(spooled() == Array(names[2...3]))
+
+        // Recovery jumps to segment 5 (fetched directly): the spooled 3 and 4 are dropped.
+        #expect(try await LifeboatCLI.run(["wal", "fetch", names[4], target], environment: env).status == 0)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: target)) == contents[names[4]])
+        #expect(spooled().isEmpty)
+
+        let absent = WALSegment(timeline: 1, number: 9, segmentSize: 16 << 20).name
+        #expect(try await LifeboatCLI.run(["wal", "fetch", absent, target], environment: wrongKey).status == 6)
+        #expect(try await LifeboatCLI.run(["wal", "fetch", "00000002.history", target], environment: wrongKey).status == 6)
+        let noRepo = try await LifeboatCLI.run(["wal", "fetch", absent, target], environment: ["LIFEBOAT_PASSPHRASE": "right", "LIFEBOAT_REPO": sandbox.path("elsewhere")])
+        #expect(noRepo.status == 3, "\(noRepo.errors)")
+        // The wrong key is still refused for a file that exists.
+        #expect(try await LifeboatCLI.run(["wal", "fetch", names[2], target], environment: wrongKey).status == 4)
+    }
+
     @Test func backupInfoVerifyRestoreFromTheCommandLine() async throws {
         let sandbox = try TestSandbox("cli-cycle")
         defer { Task { await sandbox.remove() } }

@@ -258,14 +258,21 @@ import Testing
         let auto = try LifeboatCLI.json(try await LifeboatCLI.run(["backup", "--json", "--config", config], environment: env))
         let autoID = try #require((auto["backup"] as? [String: Any])?["id"] as? String)
         let autoRecord = try await repo.backup(id: autoID)
-        let autoChunks = Set(try await repo.manifest(for: autoRecord).entries.flatMap(\.chunks))
+        let autoManifest = try await repo.manifest(for: autoRecord)
+        let autoChunks = Set(autoManifest.entries.flatMap(\.chunks))
         let manualChunks = Set(try await repo.manifest(for: record).entries.flatMap(\.chunks))
         let fresh = try #require(autoChunks.subtracting(manualChunks).first)
-        let freshKey = "chunks/\(fresh.prefix(2))/\(fresh)"
+        // The chunk's own object, and for a delta its base (whose lock may already reach further).
+        let freshKeys = Repository.chunkObjectKeys(fresh, in: autoManifest)
         let eightDays = autoRecord.stopTime.addingTimeInterval(8 * 86400)
-        #expect(abs((try await store.protectedUntil(freshKey) ?? .distantPast).timeIntervalSince(eightDays)) < 600)
+        #expect(abs((try await store.protectedUntil(freshKeys[0]) ?? .distantPast).timeIntervalSince(eightDays)) < 600)
+        for key in freshKeys {
+            #expect((try await store.protectedUntil(key) ?? .distantPast) > eightDays.addingTimeInterval(-600), "\(key) locked")
+        }
         #expect(try await LifeboatCLI.run(["backup", "--manual", "--retain", "20d", "--config", config], environment: env).status == 0)
-        let extended = try #require(try await store.protectedUntil(freshKey))
-        #expect(abs(extended.timeIntervalSince(Date().addingTimeInterval(20 * 86400))) < 600, "reused chunk extended: \(extended)")
+        for key in freshKeys {
+            let extended = try #require(try await store.protectedUntil(key))
+            #expect(abs(extended.timeIntervalSince(Date().addingTimeInterval(20 * 86400))) < 600, "reused chunk extended: \(key) \(extended)")
+        }
     }
 }

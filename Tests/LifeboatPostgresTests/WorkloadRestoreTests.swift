@@ -109,6 +109,47 @@ func backup(_ pg: TestPostgres, _ repo: TestRepository, kind: BackupKind = .auto
         try await restored.stop()
     }
 
+    /// Changes spread over a whole table (1% of rows, every page touched) are stored as deltas against
+    /// the previous backup's chunks: a fraction of what whole chunks would cost. Expiring the first
+    /// backup keeps the base chunks the second depends on; the second restores to the exact data.
+    @Test func spreadChurnIsStoredAsDeltasThatSurviveExpiry() async throws {
+        let sandbox = try TestSandbox("delta")
+        defer { Task { await sandbox.remove() } }
+        let repo = try await TestRepository.make(in: sandbox)
+        let pg = try await TestPostgres.start(in: sandbox, archiveTo: repo)
+        try await pg.pgbench(["-i", "-s", "3", "-q"])
+        _ = try await pg.query("CHECKPOINT")
+        let first = try await backup(pg, repo)
+        _ = try await pg.query("UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 100 = 7")
+        _ = try await pg.query("CHECKPOINT")
+        let second = try await backup(pg, repo)
+        // Nearly every chunk of pgbench_accounts changed, yet the second backup stores under 20% of the
+        // first's bytes (whole chunks would cost about as much as the table itself).
+        let table = try #require(try await pg.value("SELECT pg_relation_filepath('pgbench_accounts')"))
+        let manifest = try await repo.repository.manifest(for: second)
+        let before = try #require(try await repo.repository.manifest(for: first).entries.first { $0.path == table }?.chunks)
+        let after = try #require(manifest.entries.first { $0.path == table }?.chunks)
+        let changed = zip(before, after).filter { $0 != $1 }.count
+        #expect(changed * 10 >= before.count * 9, "\(changed) of \(before.count) chunks of \(table) changed")
+        #expect(second.newStoredBytes * 100 < first.newStoredBytes * 20, "first \(first.newStoredBytes), second \(second.newStoredBytes)")
+        let deltas = manifest.deltaBases ?? [:]
+        #expect(deltas.count * 2 > second.newChunks, "\(deltas.count) deltas among \(second.newChunks) new chunks")
+        let expected = try await pg.value("SELECT md5(string_agg(aid::text || ':' || abalance, ',' ORDER BY aid)) FROM pgbench_accounts")
+        try await pg.archiveCurrentWAL()
+
+        // The first backup expires; the bases its chunks provide stay for the second.
+        let report = try await Expirer(repository: try await repo.reopen(), policy: RetentionPolicy(recoveryWindow: 1, manualRetention: 1))
+            .run(dryRun: false, now: Date().addingTimeInterval(120))
+        #expect(report.backups.first { $0.id == first.id }?.keep == false)
+        #expect(report.chunksRemoved > 0, "chunks only the first backup used are gone")
+        let verify = try await Verifier(repository: try await repo.reopen()).run()
+        #expect(verify.problems.isEmpty, "\(verify.problems)")
+        let (_, restored) = try await TestRestore.restore(repo, sandbox: sandbox, name: "deltas", target: .immediate, backupID: second.id)
+        #expect(try await restored.value("SELECT md5(string_agg(aid::text || ':' || abalance, ',' ORDER BY aid)) FROM pgbench_accounts") == expected)
+        #expect(try await restored.value("SELECT sum(abalance) FROM pgbench_accounts") == "3000")
+        try await restored.stop()
+    }
+
     /// A flipped byte in a chunk makes restore fail naming the object, leaving no partial output.
     @Test func restoreReportsCorruptChunkAndCleansUp() async throws {
         let sandbox = try TestSandbox("corrupt")

@@ -45,7 +45,7 @@ struct RepositoryKeyTests {
         let (_, path) = try await newRepository(sandbox)
         let configPath = path + "/config"
         var config = try String(contentsOfFile: configPath, encoding: .utf8)
-        config = config.replacingOccurrences(of: "\"format\":1", with: "\"format\":99")
+        config = config.replacingOccurrences(of: "\"format\":\(RepositoryConfig.currentFormat)", with: "\"format\":99")
         try config.write(toFile: configPath, atomically: true, encoding: .utf8)
         await #expect {
             _ = try await Repository.open(store: FileStore(root: path), key: .passphrase("pw-1"), logger: TestSandbox.logger())
@@ -75,6 +75,54 @@ struct ObjectIntegrityTests {
         let stored = try Data(contentsOf: URL(fileURLWithPath: path + "/chunks/\(id.prefix(2))/\(id)"))
         #expect(stored.count < data.count / 2)
         #expect(stored.range(of: data.prefix(64)) == nil)
+    }
+
+    /// A chunk that differs from an older one in a few places is stored as a small delta named after
+    /// its base, reads back exactly, and damage to it is found and named; unrelated content is stored
+    /// whole, and a format-1 repository (older readers) never gets a delta.
+    @Test func changedChunksAreStoredAsDeltasAgainstTheirBase() async throws {
+        let sandbox = try TestSandbox("delta")
+        defer { Task { await sandbox.remove() } }
+        let (repo, path) = try await newRepository(sandbox)
+        var generator = SystemRandomNumberGenerator()
+        // Page-like content: compressible, but not trivially.
+        let base = Data((0..<(1 << 20)).map { i in UInt8(truncatingIfNeeded: (i / 64) &* 31 &+ (i % 7)) })
+        var changed = base
+        for _ in 0..<100 { changed[Int.random(in: 0..<changed.count, using: &generator)] ^= 0x5a }
+        let (baseID, changedID) = (repo.chunkID(for: base), repo.chunkID(for: changed))
+        let wholeBytes = try await repo.putChunk(id: baseID, data: base)
+        let stored = try await repo.putChunk(id: changedID, data: changed, deltaBase: baseID)
+        #expect(stored.base == baseID)
+        #expect(stored.written > 0 && stored.written * 4 < wholeBytes, "delta \(stored.written) bytes, whole \(wholeBytes)")
+        let deltaFile = path + "/chunks/\(changedID.prefix(2))/\(changedID)-\(baseID)"
+        #expect(FileManager.default.fileExists(atPath: deltaFile))
+        #expect(try await repo.chunk(id: changedID, base: baseID) == changed)
+        #expect(try await repo.chunkCatalog().deltas == [changedID: baseID])
+        #expect(try await repo.chunkIDs() == [baseID, changedID])
+
+        let noise = Data((0..<(1 << 20)).map { _ in UInt8.random(in: 0...255, using: &generator) })
+        #expect(try await repo.putChunk(id: repo.chunkID(for: noise), data: noise, deltaBase: baseID).base == nil)
+
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: deltaFile))
+        bytes[bytes.count / 2] ^= 0x01
+        try bytes.write(to: URL(fileURLWithPath: deltaFile))
+        await #expect {
+            _ = try await repo.chunk(id: changedID, base: baseID)
+        } throws: { error in
+            guard let e = error as? LifeboatError else { return false }
+            return e.code == .integrity && e.message.contains("\(changedID)-\(baseID)")
+        }
+        #expect(try await Verifier(repository: repo).run().problems.map(\.object) == ["chunks/\(changedID.prefix(2))/\(changedID)-\(baseID)"])
+
+        // A repository created before deltas existed keeps storing whole chunks.
+        let (old, oldPath) = try await newRepository(sandbox, "format1")
+        var config = try String(contentsOfFile: oldPath + "/config", encoding: .utf8)
+        config = config.replacingOccurrences(of: "\"format\":\(RepositoryConfig.currentFormat)", with: "\"format\":1")
+        try config.write(toFile: oldPath + "/config", atomically: true, encoding: .utf8)
+        let reopened = try await Repository.open(store: FileStore(root: oldPath), key: .passphrase("pw-1"), logger: TestSandbox.logger())
+        #expect(!reopened.storesDeltas)
+        _ = try await reopened.putChunk(id: old.chunkID(for: base), data: base)
+        #expect(try await reopened.putChunk(id: old.chunkID(for: changed), data: changed, deltaBase: old.chunkID(for: base)).base == nil)
     }
 
     @Test(arguments: [0, 5, 20, 40, -1])
