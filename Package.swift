@@ -57,7 +57,7 @@ let package = Package(
         .executableTarget(
             name: "lifeboat",
             dependencies: [
-                "LifeboatCore", "LifeboatRepository", "LifeboatPostgres", "LifeboatRunbooks",
+                "LifeboatCore", "LifeboatRepository", "LifeboatPostgres", "LifeboatRunbooks", "CLinuxSys",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),

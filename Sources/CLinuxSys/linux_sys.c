@@ -1,6 +1,11 @@
-/* Thin wrappers for Linux calls hidden behind _GNU_SOURCE in glibc's headers. */
+/* Thin wrappers for Linux and glibc calls hidden from Swift's Glibc module. */
 #define _GNU_SOURCE
+#include <malloc.h>
 #include <unistd.h>
 #include "linux_sys.h"
 
 int lifeboat_syncfs(int fd) { return syncfs(fd); }
+
+int lifeboat_tune_malloc(int mmap_threshold, int trim_threshold) {
+    return mallopt(M_MMAP_THRESHOLD, mmap_threshold) && mallopt(M_TRIM_THRESHOLD, trim_threshold);
+}

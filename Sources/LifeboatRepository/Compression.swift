@@ -2,6 +2,7 @@ import CLZ4
 import CZstd
 import Foundation
 import LifeboatCore
+import Synchronization
 
 /// The compression applied to each object before encryption.
 public enum CompressionAlgorithm: String, Codable, Sendable, CaseIterable {
@@ -33,9 +34,11 @@ public enum CompressionAlgorithm: String, Codable, Sendable, CaseIterable {
         case .zstd:
             let bound = ZSTD_compressBound(input.count)
             var out = Data(count: bound)
-            let written = out.withUnsafeMutableBytes { o in
-                input.withUnsafeBytes { i in
-                    ZSTD_compress(o.baseAddress, bound, i.baseAddress, input.count, level)
+            let written = try ZstdContexts.shared.withCompressor { cctx in
+                ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters)
+                ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level)
+                return out.withUnsafeMutableBytes { o in
+                    input.withUnsafeBytes { i in ZSTD_compress2(cctx, o.baseAddress, bound, i.baseAddress, input.count) }
                 }
             }
             if ZSTD_isError(written) != 0 {
@@ -64,8 +67,11 @@ public enum CompressionAlgorithm: String, Codable, Sendable, CaseIterable {
             return input
         case .zstd:
             var out = Data(count: originalSize)
-            let n = out.withUnsafeMutableBytes { o in
-                input.withUnsafeBytes { i in ZSTD_decompress(o.baseAddress, originalSize, i.baseAddress, input.count) }
+            let n = try ZstdContexts.shared.withDecompressor { dctx in
+                ZSTD_DCtx_reset(dctx, ZSTD_reset_session_and_parameters)
+                return out.withUnsafeMutableBytes { o in
+                    input.withUnsafeBytes { i in ZSTD_decompressDCtx(dctx, o.baseAddress, originalSize, i.baseAddress, input.count) }
+                }
             }
             if ZSTD_isError(n) != 0 || n != originalSize {
                 throw LifeboatError(.integrity, "object \(object) does not decompress", hint: "run `lifeboat verify`")
@@ -92,17 +98,18 @@ public enum CompressionAlgorithm: String, Codable, Sendable, CaseIterable {
 /// a wrong base is detected on decompression, not written out.
 enum ZstdDelta {
     static func compress(_ input: Data, base: Data, level: Int32) throws -> Data {
-        guard let cctx = ZSTD_createCCtx() else { throw LifeboatError(.internalError, "zstd: out of memory") }
-        defer { ZSTD_freeCCtx(cctx) }
-        ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level)
-        ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1)
         let bound = ZSTD_compressBound(input.count)
         var out = Data(count: bound)
-        let written = base.withUnsafeBytes { b -> Int in
-            let r = ZSTD_CCtx_refPrefix(cctx, b.baseAddress, base.count)
-            if ZSTD_isError(r) != 0 { return r }
-            return out.withUnsafeMutableBytes { o in
-                input.withUnsafeBytes { i in ZSTD_compress2(cctx, o.baseAddress, bound, i.baseAddress, input.count) }
+        let written = try ZstdContexts.shared.withCompressor { cctx -> Int in
+            ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters)
+            ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level)
+            ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1)
+            return base.withUnsafeBytes { b -> Int in
+                let r = ZSTD_CCtx_refPrefix(cctx, b.baseAddress, base.count)
+                if ZSTD_isError(r) != 0 { return r }
+                return out.withUnsafeMutableBytes { o in
+                    input.withUnsafeBytes { i in ZSTD_compress2(cctx, o.baseAddress, bound, i.baseAddress, input.count) }
+                }
             }
         }
         if ZSTD_isError(written) != 0 {
@@ -113,20 +120,60 @@ enum ZstdDelta {
     }
 
     static func decompress(_ frame: Data, base: Data, originalSize: Int, object: String) throws -> Data {
-        guard let dctx = ZSTD_createDCtx() else { throw LifeboatError(.internalError, "zstd: out of memory") }
-        defer { ZSTD_freeDCtx(dctx) }
-        ZSTD_DCtx_setParameter(dctx, ZSTD_d_windowLogMax, 30)
         var out = Data(count: originalSize)
-        let n = base.withUnsafeBytes { b -> Int in
-            let r = ZSTD_DCtx_refPrefix(dctx, b.baseAddress, base.count)
-            if ZSTD_isError(r) != 0 { return r }
-            return out.withUnsafeMutableBytes { o in
-                frame.withUnsafeBytes { i in ZSTD_decompressDCtx(dctx, o.baseAddress, originalSize, i.baseAddress, frame.count) }
+        let n = try ZstdContexts.shared.withDecompressor { dctx -> Int in
+            ZSTD_DCtx_reset(dctx, ZSTD_reset_session_and_parameters)
+            ZSTD_DCtx_setParameter(dctx, ZSTD_d_windowLogMax, 30)
+            return base.withUnsafeBytes { b -> Int in
+                let r = ZSTD_DCtx_refPrefix(dctx, b.baseAddress, base.count)
+                if ZSTD_isError(r) != 0 { return r }
+                return out.withUnsafeMutableBytes { o in
+                    frame.withUnsafeBytes { i in ZSTD_decompressDCtx(dctx, o.baseAddress, originalSize, i.baseAddress, frame.count) }
+                }
             }
         }
         if ZSTD_isError(n) != 0 || n != originalSize {
             throw LifeboatError(.integrity, "object \(object) does not rebuild from its base chunk", hint: "run `lifeboat verify`")
         }
         return out
+    }
+}
+
+/// zstd contexts kept for reuse: a context allocates megabytes of tables, and allocating them per
+/// chunk showed up as page faults in the profile. Each call takes one (or makes one) and returns it;
+/// at most `keep` of each kind stay cached, so memory is bounded by the parallelism.
+final class ZstdContexts: Sendable {
+    static let shared = ZstdContexts()
+    private struct Cached: @unchecked Sendable {
+        var compressors: [OpaquePointer] = []
+        var decompressors: [OpaquePointer] = []
+    }
+    private let cache = Mutex(Cached())
+    private let keep = 8
+
+    func withCompressor<R>(_ body: (OpaquePointer) -> R) throws -> R {
+        let taken = cache.withLock { $0.compressors.popLast() }
+        guard let cctx = taken ?? ZSTD_createCCtx() else { throw LifeboatError(.internalError, "zstd could not allocate a context: out of memory") }
+        let result = body(cctx)
+        let kept = cache.withLock { c -> Bool in
+            guard c.compressors.count < keep else { return false }
+            c.compressors.append(cctx)
+            return true
+        }
+        if !kept { ZSTD_freeCCtx(cctx) }
+        return result
+    }
+
+    func withDecompressor<R>(_ body: (OpaquePointer) -> R) throws -> R {
+        let taken = cache.withLock { $0.decompressors.popLast() }
+        guard let dctx = taken ?? ZSTD_createDCtx() else { throw LifeboatError(.internalError, "zstd could not allocate a context: out of memory") }
+        let result = body(dctx)
+        let kept = cache.withLock { c -> Bool in
+            guard c.decompressors.count < keep else { return false }
+            c.decompressors.append(dctx)
+            return true
+        }
+        if !kept { ZSTD_freeDCtx(dctx) }
+        return result
     }
 }

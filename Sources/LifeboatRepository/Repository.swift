@@ -195,16 +195,20 @@ public final class Repository: Sendable {
     public func putChunk(id: String, data: Data, deltaBase: String?) async throws -> (written: Int, base: String?) {
         guard let baseID = deltaBase, baseID != id, storesDeltas else { return (try await putChunk(id: id, data: data), nil) }
         let baseData: Data
+        let baseStored: Int
         do {
-            baseData = try await chunk(id: baseID, verifyContent: false)
+            let sealed = try await store.get(Self.chunkKey(baseID))
+            baseStored = sealed.count
+            baseData = try codec.open(sealed, key: Self.chunkKey(baseID))
         } catch {
             logger.warning("delta base unreadable; storing the chunk whole",
                 metadata: [LogKey.object: .string(Self.chunkKey(baseID)), "lifeboat.error": "\(error)"])
             return (try await putChunk(id: id, data: data), nil)
         }
         let frame = try ZstdDelta.compress(data, base: baseData, level: Int32(config.compressionLevel))
-        if frame.count > data.count / 64 {
-            // Not obviously tiny: compare with the whole chunk compressed, and keep that body if better.
+        // The base's stored size stands in for the new chunk compressed whole (same place of the same
+        // file); only a delta near half of it is worth compressing the chunk whole to compare.
+        if frame.count > data.count / 64, frame.count * 4 > baseStored {
             let whole = try codec.compression.compress(data, level: codec.level)
             if frame.count * 2 > whole.count {
                 let key = Self.chunkKey(id)

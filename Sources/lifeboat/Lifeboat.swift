@@ -1,4 +1,5 @@
 import ArgumentParser
+import CLinuxSys
 import Foundation
 import LifeboatCore
 
@@ -13,6 +14,10 @@ struct Lifeboat: AsyncParsableCommand {
             VerifyCommand.self, ExpireCommand.self, CopyCommand.self, DrillCommand.self, RunbookCommand.self, DemoCommand.self])
 
     static func main() async {
+        // Chunk-sized buffers (1 MiB and up) would each be a fresh mmap, paid again as page faults on
+        // every chunk: keep them in the heap and reuse the memory. The peak is unchanged (bounded by the
+        // parallelism); only its recycling is.
+        _ = lifeboat_tune_malloc(64 << 20, 256 << 20)
         do {
             var command = try parseAsRoot()
             if var asyncCommand = command as? any AsyncParsableCommand {

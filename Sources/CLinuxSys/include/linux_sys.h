@@ -1,8 +1,12 @@
-/* Linux calls that Swift's Glibc module does not expose (they need _GNU_SOURCE). */
+/* Linux and glibc calls that Swift's Glibc module does not expose. */
 #ifndef LIFEBOAT_LINUX_SYS_H
 #define LIFEBOAT_LINUX_SYS_H
 
 /* syncfs(2): flush every dirty page and inode of the filesystem holding fd; 0 or -1 with errno. */
 int lifeboat_syncfs(int fd);
+
+/* mallopt(3): serve allocations below mmap_threshold bytes from the heap, and return freed heap
+   memory to the system only above trim_threshold bytes. 1 on success. */
+int lifeboat_tune_malloc(int mmap_threshold, int trim_threshold);
 
 #endif
