@@ -1,10 +1,15 @@
 /* Thin wrappers for Linux and glibc calls hidden from Swift's Glibc module. */
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <malloc.h>
 #include <unistd.h>
 #include "linux_sys.h"
 
 int lifeboat_syncfs(int fd) { return syncfs(fd); }
+
+int lifeboat_start_writeback(int fd, long long offset, long long length) {
+    return sync_file_range(fd, (off_t)offset, (off_t)length, SYNC_FILE_RANGE_WRITE);
+}
 
 int lifeboat_tune_malloc(int mmap_threshold, int trim_threshold) {
     return mallopt(M_MMAP_THRESHOLD, mmap_threshold) && mallopt(M_TRIM_THRESHOLD, trim_threshold);

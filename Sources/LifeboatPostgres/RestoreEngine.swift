@@ -239,6 +239,9 @@ public struct RestoreEngine: Sendable {
                         hint: "run `lifeboat verify`; restore from another backup")
                 }
                 try FileStore.writeAll(fd: fd, data: data, at: offset, path: path)
+                // Let the disk start on it now, while the next chunks decompress, rather than all at
+                // the final flush (a hint: failures surface at that flush).
+                _ = lifeboat_start_writeback(fd, Int64(offset), Int64(data.count))
             }
             return true
         }

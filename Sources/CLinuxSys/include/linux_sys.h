@@ -5,6 +5,9 @@
 /* syncfs(2): flush every dirty page and inode of the filesystem holding fd; 0 or -1 with errno. */
 int lifeboat_syncfs(int fd);
 
+/* sync_file_range(2) with SYNC_FILE_RANGE_WRITE: start writing back a range without waiting. */
+int lifeboat_start_writeback(int fd, long long offset, long long length);
+
 /* mallopt(3): serve allocations below mmap_threshold bytes from the heap, and return freed heap
    memory to the system only above trim_threshold bytes. 1 on success. */
 int lifeboat_tune_malloc(int mmap_threshold, int trim_threshold);
