@@ -17,12 +17,30 @@ public enum DrillScenario: String, Codable, Sendable, CaseIterable {
     case snapshotRestore = "snapshot-restore"
     /// Restore the newest backup plus all archived WAL, as after losing production now (seed: 45 minutes).
     case pointInTime = "point-in-time"
+    /// Run the team's service-restart runbook and time it to healthy (seed: 10 minutes).
+    case serviceRestart = "service-restart"
+    /// Run the team's full-rebuild runbook (infrastructure, data, services) and time it (seed: 4 hours).
+    case fullRebuild = "full-rebuild"
 
     /// The seed's objectives: RTO per scenario, RPO 5 minutes.
     public var defaultObjectives: DrillObjectives {
         switch self {
         case .snapshotRestore: return DrillObjectives(rtoSeconds: 30 * 60, rpoSeconds: nil)
         case .pointInTime: return DrillObjectives(rtoSeconds: 45 * 60, rpoSeconds: 5 * 60)
+        case .serviceRestart: return DrillObjectives(rtoSeconds: 10 * 60, rpoSeconds: nil)
+        case .fullRebuild: return DrillObjectives(rtoSeconds: 4 * 3600, rpoSeconds: nil)
+        }
+    }
+
+    /// Scenarios measured by running a runbook rather than by a restore lifeboat drives itself.
+    public var runsARunbook: Bool { self == .serviceRestart || self == .fullRebuild }
+
+    /// A built-in runbook to start from (copy it with `lifeboat runbook show` and adapt it).
+    public var suggestedRunbook: String? {
+        switch self {
+        case .serviceRestart: return "builtin:service-outage"
+        case .fullRebuild: return "builtin:regional-outage"
+        default: return nil
         }
     }
 }
@@ -116,26 +134,29 @@ public struct DrillReport: Codable, Sendable {
     public var host: String
     public var startedAt: Date
     public var finishedAt: Date
-    public var backupID: String
-    public var backupStopTime: Date
-    /// The point the drill meant to recover: the snapshot's end, or "now" for point-in-time.
-    public var targetTime: Date
-    /// The point actually recovered (see `docs/runbooks.md` for how it is derived).
-    public var achievedTime: Date
+    /// Restore drills: the backup restored, the point meant (the snapshot's end, or "now" for
+    /// point-in-time) and the point recovered (see `docs/runbooks.md`). Nil for runbook drills.
+    public var backupID: String?
+    public var backupStopTime: Date?
+    public var targetTime: Date?
+    public var achievedTime: Date?
+    /// Runbook drills: the runbook and its run (journal) id.
+    public var runbook: String?
+    public var runID: String?
     public var achievedLSN: String?
     public var productionLSNAtTarget: String?
     public var archiveLagSeconds: Double?
     public var phases: [Phase]
     /// Sum of the phases that count toward recovery: restore, recover and promote, verify.
     public var rtoSeconds: Double
-    /// `targetTime - achievedTime`.
-    public var rpoSeconds: Double
+    /// `targetTime - achievedTime`; nil for runbook drills (they do not measure data loss).
+    public var rpoSeconds: Double?
     public var objectives: DrillObjectives
     public var checks: [CheckResult]
     public var rtoMet: Bool
     public var rpoMet: Bool?
     public var passed: Bool
-    public var scratchDirectory: String
+    public var scratchDirectory: String?
     public var error: String?
 }
 
@@ -151,6 +172,10 @@ public struct Drill: Sendable {
     }
 
     public func run(_ options: DrillOptions, progress: @Sendable (String) -> Void = { _ in }) async throws -> DrillReport {
+        guard !options.scenario.runsARunbook else {
+            throw LifeboatError(.invalidUsage, "the \(options.scenario.rawValue) drill runs a runbook",
+                hint: "pass --runbook (start from \(options.scenario.suggestedRunbook ?? "a built-in runbook"))")
+        }
         let started = Date()
         let id = Self.drillID(started)
         let scratch = options.scratchRoot + "/lifeboat-drill-\(id)"
@@ -179,6 +204,8 @@ public struct Drill: Sendable {
             }
             target = .immediate
             targetTime = backup.stopTime
+        case .serviceRestart, .fullRebuild:
+            throw LifeboatError(.internalError, "runbook drills are run by RunbookDrill")
         case .pointInTime:
             // "Production fails now": everything written up to this LSN must come back.
             let mark = try await timed("mark the recovery point and flush the archive", rto: false) {
@@ -245,10 +272,10 @@ public struct Drill: Sendable {
         let passed = failure == nil && checks.allSatisfy(\.passed) && rtoMet && rpoMet != false
         let drill = DrillReport(id: id, scenario: options.scenario, host: ProcessInfo.processInfo.hostName, startedAt: started,
             finishedAt: Date(), backupID: backup.id, backupStopTime: backup.stopTime, targetTime: targetTime, achievedTime: achieved,
-            achievedLSN: report?.achievedLSN, productionLSNAtTarget: productionLSN?.description, archiveLagSeconds: archiveLag,
-            phases: phases, rtoSeconds: rto, rpoSeconds: rpo, objectives: options.objectives, checks: checks, rtoMet: rtoMet,
+            runbook: nil, runID: nil, achievedLSN: report?.achievedLSN, productionLSNAtTarget: productionLSN?.description,
+            archiveLagSeconds: archiveLag, phases: phases, rtoSeconds: rto, rpoSeconds: rpo, objectives: options.objectives, checks: checks, rtoMet: rtoMet,
             rpoMet: rpoMet, passed: passed, scratchDirectory: scratch, error: failure)
-        try await repository.writeRecord(DrillHistory.key(id), drill)
+        try await DrillHistory.record(drill, in: repository)
         return drill
     }
 
@@ -285,6 +312,10 @@ public struct Drill: Sendable {
 /// Drill reports kept in the repository under `drills/<id>`, so the evidence survives the host.
 public enum DrillHistory {
     static func key(_ id: String) -> String { "drills/\(id)" }
+
+    static func record(_ report: DrillReport, in repository: Repository) async throws {
+        try await repository.writeRecord(key(report.id), report)
+    }
 
     /// Every recorded drill, oldest first.
     public static func all(_ repository: Repository) async throws -> [DrillReport] {

@@ -9,22 +9,43 @@ public enum DrillReportRenderer {
         var s = "# DR drill \(r.id): \(r.scenario.rawValue) — \(r.passed ? "PASSED" : "FAILED")\n\n"
         s += "| | |\n|---|---|\n"
         s += "| started | \(Timestamp.format(r.startedAt)) on \(r.host) |\n"
-        s += "| backup used | \(r.backupID) (ended \(Timestamp.format(r.backupStopTime))) |\n"
-        s += "| target point | \(Timestamp.format(r.targetTime)) |\n"
-        s += "| achieved point | \(Timestamp.format(r.achievedTime))\(r.achievedLSN.map { " (lsn \($0))" } ?? "") |\n"
-        if let lag = r.archiveLagSeconds { s += "| archive lag at start | \(String(format: "%.2f s", lag)) |\n" }
+        for (label, value) in details(r) { s += "| \(label) | \(value) |\n" }
         s += "| **RTO** | **\(HumanDuration.format(r.rtoSeconds))** (objective \(HumanDuration.format(r.objectives.rtoSeconds))): \(r.rtoMet ? "met" : "MISSED") |\n"
-        let rpoObjective = r.objectives.rpoSeconds.map { "objective \(HumanDuration.format($0))" } ?? "no objective for this scenario"
-        let rpoVerdict = r.rpoMet.map { $0 ? "met" : "MISSED" } ?? "n/a"
-        s += "| **RPO** | **\(String(format: "%.3f s", r.rpoSeconds))** (\(rpoObjective)): \(rpoVerdict) |\n\n"
+        s += "| **RPO** | \(rpoText(r, strong: true)) |\n\n"
         s += "## Phases\n\n| phase | duration | counts toward RTO |\n|---|---|---|\n"
         for p in r.phases { s += "| \(p.name) | \(HumanDuration.format(p.seconds)) | \(p.countsTowardRTO ? "yes" : "no") |\n" }
         let passed = r.checks.filter(\.passed).count
         s += "\n## Checks: \(passed) passed, \(r.checks.count - passed) failed\n\n| check | result | detail |\n|---|---|---|\n"
         for c in r.checks { s += "| \(c.name) | \(c.passed ? "✓ passed" : "✗ FAILED") | \(c.detail.replacingOccurrences(of: "|", with: "\\|")) |\n" }
         if let e = r.error { s += "\n**Error:** \(e)\n" }
-        s += "\nScratch target `\(r.scratchDirectory)` (loopback only, WAL archiving off) was \(r.error == nil ? "removed" : "cleaned up") after the drill.\n"
+        if let scratch = r.scratchDirectory {
+            s += "\nScratch target `\(scratch)` (loopback only, WAL archiving off) was \(r.error == nil ? "removed" : "cleaned up") after the drill.\n"
+        }
+        if let run = r.runID { s += "\nRunbook run `\(run)`: its journal holds every step with its timing and outputs.\n" }
         return s
+    }
+
+    /// What was recovered (restore drills) or run (runbook drills), as label/value rows.
+    static func details(_ r: DrillReport) -> [(String, String)] {
+        var rows: [(String, String)] = []
+        if let backup = r.backupID {
+            rows.append(("backup used", "\(backup)\(r.backupStopTime.map { " (ended \(Timestamp.format($0)))" } ?? "")"))
+        }
+        if let target = r.targetTime { rows.append(("target point", Timestamp.format(target))) }
+        if let achieved = r.achievedTime {
+            rows.append(("achieved point", Timestamp.format(achieved) + (r.achievedLSN.map { " (lsn \($0))" } ?? "")))
+        }
+        if let lag = r.archiveLagSeconds { rows.append(("archive lag at start", String(format: "%.2f s", lag))) }
+        if let book = r.runbook { rows.append(("runbook", book + (r.runID.map { " (run \($0))" } ?? ""))) }
+        return rows
+    }
+
+    static func rpoText(_ r: DrillReport, strong: Bool) -> String {
+        guard let rpo = r.rpoSeconds else { return "not measured by this scenario" }
+        let objective = r.objectives.rpoSeconds.map { "objective \(HumanDuration.format($0))" } ?? "no objective for this scenario"
+        let verdict = r.rpoMet.map { $0 ? "met" : "MISSED" } ?? "n/a"
+        let value = String(format: "%.3f s", rpo)
+        return "\(strong ? "**\(value)**" : value) (\(objective)): \(verdict)"
     }
 
     public static func json(_ r: DrillReport) throws -> Data {
@@ -54,11 +75,9 @@ public enum DrillReportRenderer {
             <h1>DR drill \(esc(r.id)): \(esc(r.scenario.rawValue))</h1>
             <p class="verdict">\(r.passed ? "PASSED" : "FAILED")</p>
             <table><tr><th>started</th><td>\(Timestamp.format(r.startedAt)) on \(esc(r.host))</td></tr>
-            <tr><th>backup used</th><td>\(esc(r.backupID)) (ended \(Timestamp.format(r.backupStopTime)))</td></tr>
-            <tr><th>target point</th><td>\(Timestamp.format(r.targetTime))</td></tr>
-            <tr><th>achieved point</th><td>\(Timestamp.format(r.achievedTime)) \(esc(r.achievedLSN ?? ""))</td></tr>
+            \(details(r).map { "<tr><th>\(esc($0.0))</th><td>\(esc($0.1))</td></tr>" }.joined())
             <tr><th>RTO</th><td>\(HumanDuration.format(r.rtoSeconds)) (objective \(HumanDuration.format(r.objectives.rtoSeconds))): \(r.rtoMet ? "met" : "missed")</td></tr>
-            <tr><th>RPO</th><td>\(String(format: "%.3f s", r.rpoSeconds)) (\(r.objectives.rpoSeconds.map { "objective " + HumanDuration.format($0) } ?? "no objective")): \(r.rpoMet.map { $0 ? "met" : "missed" } ?? "n/a")</td></tr></table>
+            <tr><th>RPO</th><td>\(esc(rpoText(r, strong: false)))</td></tr></table>
             <h2>Phases</h2><table><tr><th>phase</th><th>duration</th><th>counts toward RTO</th></tr>\(rows)</table>
             <h2>Checks</h2><table><tr><th>check</th><th>result</th><th>detail</th></tr>\(checks)</table>
             <h2>History</h2>\(chart(history))
@@ -74,15 +93,15 @@ public enum DrillReportRenderer {
         let height = 220
         let plot = 160.0
         let maxRatio = max(1.0, recent.map { $0.rtoSeconds / max($0.objectives.rtoSeconds, 1) }.max() ?? 1)
-        let maxRPO = max(1.0, recent.map(\.rpoSeconds).max() ?? 1)
+        let maxRPO = max(1.0, recent.compactMap(\.rpoSeconds).max() ?? 1)
         var bars = ""
         for (i, d) in recent.enumerated() {
             let x = 50 + i * 40
             let rtoH = plot * (d.rtoSeconds / max(d.objectives.rtoSeconds, 1)) / maxRatio
-            let rpoH = plot * d.rpoSeconds / maxRPO
+            let rpoH = plot * (d.rpoSeconds ?? 0) / maxRPO
             let color = d.passed ? "#2e7d32" : "#c62828"
             bars += "<rect x=\"\(x)\" y=\"\(180 - rtoH)\" width=\"14\" height=\"\(rtoH)\" fill=\"\(color)\"><title>\(d.id): RTO \(HumanDuration.format(d.rtoSeconds))</title></rect>"
-            bars += "<rect x=\"\(x + 16)\" y=\"\(180 - rpoH)\" width=\"14\" height=\"\(rpoH)\" fill=\"#1565c0\"><title>\(d.id): RPO \(String(format: "%.3f", d.rpoSeconds)) s</title></rect>"
+            bars += "<rect x=\"\(x + 16)\" y=\"\(180 - rpoH)\" width=\"14\" height=\"\(rpoH)\" fill=\"#1565c0\"><title>\(d.id): RPO \(d.rpoSeconds.map { String(format: "%.3f s", $0) } ?? "not measured")</title></rect>"
             bars += "<text x=\"\(x)\" y=\"195\" font-size=\"9\">\(d.id.prefix(8).suffix(4))</text>"
         }
         let objectiveY = 180 - plot / maxRatio

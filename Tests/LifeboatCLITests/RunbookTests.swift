@@ -187,4 +187,62 @@ import Glibc
         let restored = TestPostgres.attach(s.sandbox.path("failover"), port: port, like: s.pg)
         try await restored.stop()
     }
+
+    /// The seed's "service restart" RTO test as a drill: the service-outage runbook restarts a real
+    /// HTTP service and checks its health; the drill times it against the 10-minute objective, turns
+    /// each step into a check and records the report with the other drills. A step that fails, or an
+    /// objective that is missed, fails the drill (exit 15) and is recorded too.
+    @Test func serviceRestartDrillTimesTheRunbook() async throws {
+        let s = try await Setup.make("drill-restart")
+        defer { Task { await s.cleanup() } }
+        let reports = s.sandbox.path("reports")
+        let vars = ["status_app=kill -0 $(cat \(s.app.pidFile))", "restart_app=\(s.app.stopCommand); \(s.app.startCommand)",
+            "health_url=\(s.app.healthURL)"].flatMap { ["--var", $0] }
+        let started = Date()
+        let run = try await LifeboatCLI.run(["drill", "run", "--scenario", "service-restart", "--runbook", "builtin:service-outage", "--yes",
+            "--json", "--report-dir", reports] + s.common + vars, environment: s.env)
+        let elapsed = Date().timeIntervalSince(started)
+        #expect(run.status == 0, "\(run.errors)")
+        let report = try LifeboatCLI.json(run)
+        #expect(report["scenario"] as? String == "service-restart")
+        #expect(report["passed"] as? Bool == true)
+        #expect(report["runbook"] as? String == "service-outage")
+        #expect(report["rpoSeconds"] == nil && report["backupID"] == nil)
+        let rto = try #require(report["rtoSeconds"] as? Double)
+        #expect(rto > 0.4 && rto < elapsed, "the restart sleeps 0.5 s; RTO \(rto), command took \(elapsed)")
+        #expect((report["objectives"] as? [String: Any])?["rtoSeconds"] as? Double == 600)
+        let checks = try #require(report["checks"] as? [[String: Any]])
+        #expect(checks.map { $0["name"] as? String ?? "" } == ["status", "restart", "health-after-restart"])
+        #expect(checks.allSatisfy { $0["passed"] as? Bool == true })
+        let health = await s.app.health()
+        #expect(health?.0 == 200, "the service is up after the drill")
+        let markdown = try String(contentsOfFile: reports + "/drill-\(report["id"] as? String ?? "").md", encoding: .utf8)
+        #expect(markdown.contains("| runbook | service-outage") && markdown.contains("not measured by this scenario"))
+
+        // A health check that cannot pass fails the drill and names the step; so does an impossible objective.
+        let failing = try s.sandbox.file("failing.yaml", """
+            name: restart-and-check
+            vars: { url: "http://127.0.0.1:\(TestSandbox.freePort())/health" }
+            steps:
+              - name: health
+                action: http.check
+                with: { url: "${vars.url}", attempts: 1 }
+            """)
+        let failed = try await LifeboatCLI.run(["drill", "run", "--scenario", "service-restart", "--runbook", failing, "--json"] + s.common,
+            environment: s.env)
+        #expect(failed.status == 15, "\(failed.errors)")
+        let failedReport = try LifeboatCLI.json(failed)
+        #expect(failedReport["passed"] as? Bool == false)
+        #expect((failedReport["checks"] as? [[String: Any]])?.first { $0["name"] as? String == "health" }?["passed"] as? Bool == false)
+        let slow = try await LifeboatCLI.run(["drill", "run", "--scenario", "service-restart", "--runbook", "builtin:service-outage", "--yes",
+            "--rto", "0.01s", "--json"] + s.common + vars, environment: s.env)
+        #expect(slow.status == 15)
+        #expect(try LifeboatCLI.json(slow)["rtoMet"] as? Bool == false)
+        // A restore drill takes no runbook; a runbook drill needs one.
+        #expect(try await LifeboatCLI.run(["drill", "run", "--scenario", "full-rebuild"] + s.common, environment: s.env).status == 2)
+
+        let history = try await LifeboatCLI.run(["drill", "history", "--json"] + s.common, environment: s.env)
+        let recorded = try #require(try JSONSerialization.jsonObject(with: Data(history.output.utf8)) as? [[String: Any]])
+        #expect(recorded.compactMap { $0["scenario"] as? String } == ["service-restart", "service-restart", "service-restart"])
+    }
 }

@@ -15,7 +15,11 @@ struct DrillRunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "run", abstract: "Run one drill (the default).")
 
     @OptionGroup var global: GlobalOptions
-    @Option(help: "snapshot-restore (default) or point-in-time.") var scenario: String = DrillScenario.snapshotRestore.rawValue
+    @Option(help: "snapshot-restore (default), point-in-time, service-restart or full-rebuild.") var scenario: String = DrillScenario.snapshotRestore.rawValue
+    @Option(help: "service-restart and full-rebuild: the runbook to time (a file or builtin:NAME).") var runbook: String?
+    @Option(name: .customLong("var"), help: "Runbook variable NAME=VALUE (repeatable).") var vars: [String] = []
+    @Flag(help: "Runbook drills: answer yes to every confirmation.") var yes = false
+    @Option(name: .customLong("state-dir"), help: "Runbook drills: where run journals are kept.") var stateDir: String?
     @Option(name: .customLong("report-dir"), help: "Write drill-<id>.md/.json/.html here (also drill.report_dir).") var reportDir: String?
     @Option(name: .customLong("scratch-dir"), help: "Parent of the scratch cluster (also drill.scratch_dir; default /tmp).") var scratchDir: String?
     @Option(help: "RTO objective, e.g. 30m (default: drill.objectives or the seed's).") var rto: String?
@@ -36,12 +40,19 @@ struct DrillRunCommand: AsyncParsableCommand {
             throw LifeboatError(.invalidUsage, "unknown scenario '\(scenario)'",
                 hint: "use one of: \(DrillScenario.allCases.map(\.rawValue).joined(separator: ", "))")
         }
-        guard let pgdata = pgdata ?? settings.string("pgdata", env: "PGDATA") else {
-            throw LifeboatError(.invalidUsage, "no data directory given", hint: "pass --pgdata DIR or set PGDATA")
-        }
         var objectives = try settings.drillObjectives(kind)
         if let rto { objectives.rtoSeconds = try HumanDuration.parse(rto) }
         if let rpo { objectives.rpoSeconds = try HumanDuration.parse(rpo) }
+        if kind.runsARunbook {
+            try await runRunbookDrill(kind, objectives: objectives, settings: settings)
+            return
+        }
+        guard runbook == nil, vars.isEmpty else {
+            throw LifeboatError(.invalidUsage, "the \(kind.rawValue) drill restores a backup itself; --runbook and --var are for service-restart and full-rebuild")
+        }
+        guard let pgdata = pgdata ?? settings.string("pgdata", env: "PGDATA") else {
+            throw LifeboatError(.invalidUsage, "no data directory given", hint: "pass --pgdata DIR or set PGDATA")
+        }
         let repo = try await settings.openRepository(logger)
         let (fetch, serverEnv) = settings.restoreCommandAndEnvironment()
         let scratch = Settings.absolute(scratchDir ?? (settings.drillSection["scratch_dir"].map { "\($0)" }) ?? "/tmp")
@@ -53,6 +64,28 @@ struct DrillRunCommand: AsyncParsableCommand {
         let quiet = json
         if !quiet { print("DR drill: \(kind.rawValue) (RTO objective \(HumanDuration.format(objectives.rtoSeconds)))") }
         let report = try await Drill(repository: repo, logger: logger).run(options) { line in if !quiet { print(line) } }
+        try await finish(report, repository: repo, settings: settings)
+    }
+
+    /// service-restart and full-rebuild: time the team's runbook, journaled, and record the drill.
+    func runRunbookDrill(_ kind: DrillScenario, objectives: DrillObjectives, settings: Settings) async throws {
+        guard let runbook else {
+            throw LifeboatError(.invalidUsage, "the \(kind.rawValue) drill times your runbook: pass --runbook FILE",
+                hint: "start from \(kind.suggestedRunbook ?? "a built-in runbook"): `lifeboat runbook show \(kind.suggestedRunbook ?? "")` prints it to adapt")
+        }
+        let text = try BuiltinRunbooks.load(runbook)
+        let book = try Runbook(yaml: text)
+        let overrides = try RunbookOptions.overrides(vars, for: book)
+        let repo = try await settings.openRepository(settings.makeLogger())
+        let executor = try RunbookOptions.executor(settings, stateDir: stateDir, yes: yes, pgdata: pgdata, pgBin: pgBin, quiet: json)
+        if !json { print("DR drill: \(kind.rawValue) with runbook \(book.name) (RTO objective \(HumanDuration.format(objectives.rtoSeconds)))") }
+        let report = try await RunbookDrill(repository: repo, executor: executor).run(scenario: kind, runbook: book, text: text,
+            vars: overrides, objectives: objectives)
+        try await finish(report, repository: repo, settings: settings)
+    }
+
+    /// Writes the report files, prints the report, and fails the command when the drill failed.
+    func finish(_ report: DrillReport, repository repo: Repository, settings: Settings) async throws {
         var files: [String] = []
         if let dir = reportDir ?? settings.drillSection["report_dir"].map({ "\($0)" }) {
             files = try DrillReportRenderer.write(report, history: try await DrillHistory.all(repo), to: Settings.absolute(dir))
@@ -87,7 +120,7 @@ struct DrillHistoryCommand: AsyncParsableCommand {
         }
         print("\(history.count) drill(s)")
         for d in history {
-            print("  \(d.id)  \(d.scenario.rawValue.padding(toLength: 16, withPad: " ", startingAt: 0)) \(d.passed ? "PASSED" : "FAILED")  RTO \(HumanDuration.format(d.rtoSeconds)) (\(d.rtoMet ? "met" : "missed"))  RPO \(String(format: "%.3f s", d.rpoSeconds))  checks \(d.checks.filter(\.passed).count)/\(d.checks.count)")
+            print("  \(d.id)  \(d.scenario.rawValue.padding(toLength: 16, withPad: " ", startingAt: 0)) \(d.passed ? "PASSED" : "FAILED")  RTO \(HumanDuration.format(d.rtoSeconds)) (\(d.rtoMet ? "met" : "missed"))  RPO \(d.rpoSeconds.map { String(format: "%.3f s", $0) } ?? "n/a")  checks \(d.checks.filter(\.passed).count)/\(d.checks.count)")
         }
     }
 }

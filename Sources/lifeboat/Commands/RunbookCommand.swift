@@ -24,6 +24,27 @@ struct RunbookOptions: ParsableArguments {
     @Flag(help: "Print the result as JSON.") var json = false
 
     func executor(_ settings: Settings) throws -> RunbookExecutor {
+        try Self.executor(settings, stateDir: stateDir, yes: yes, pgdata: pgdata, pgBin: pgBin, quiet: json)
+    }
+
+    /// Overrides for a runbook's variables from `NAME=VALUE` arguments; unknown names are refused.
+    static func overrides(_ vars: [String], for book: Runbook) throws -> [String: String] {
+        var overrides: [String: String] = [:]
+        for v in vars {
+            let parts = v.split(separator: "=", maxSplits: 1)
+            guard parts.count == 2 else { throw LifeboatError(.invalidUsage, "--var '\(v)' is not NAME=VALUE") }
+            guard book.vars[String(parts[0])] != nil else {
+                throw LifeboatError(.invalidUsage, "runbook \(book.name) has no variable '\(parts[0])'",
+                    hint: "its variables: \(book.vars.keys.sorted().joined(separator: ", "))")
+            }
+            overrides[String(parts[0])] = String(parts[1])
+        }
+        return overrides
+    }
+
+    static func executor(_ settings: Settings, stateDir: String?, yes: Bool, pgdata: String?, pgBin: String?, quiet: Bool) throws
+        -> RunbookExecutor
+    {
         let logger = settings.makeLogger()
         let (fetch, serverEnv) = settings.restoreCommandAndEnvironment()
         // Resolved now, opened only when a step needs the repository (many runbooks do not).
@@ -33,7 +54,6 @@ struct RunbookOptions: ParsableArguments {
             production: try settings.endpoint(host: nil, port: nil, user: nil, database: nil),
             pgdata: pgdata ?? settings.string("pgdata", env: "PGDATA"), restoreCommand: fetch, serverEnvironment: serverEnv,
             binDirectory: pgBin ?? settings.string("pg_bin"), logger: logger)
-        let quiet = json
         return RunbookExecutor(context: context, stateDirectory: settings.stateDirectory(stateDir), assumeYes: yes,
             confirm: { question in
                 FileHandle.standardError.write(Data("\n⚠ \(question)\n  Type 'yes' to continue: ".utf8))
@@ -83,16 +103,7 @@ struct RunbookRunCommand: AsyncParsableCommand {
         let settings = try Settings(global)
         let text = try BuiltinRunbooks.load(runbook)
         let book = try Runbook(yaml: text)
-        var overrides: [String: String] = [:]
-        for v in vars {
-            let parts = v.split(separator: "=", maxSplits: 1)
-            guard parts.count == 2 else { throw LifeboatError(.invalidUsage, "--var '\(v)' is not NAME=VALUE") }
-            guard book.vars[String(parts[0])] != nil else {
-                throw LifeboatError(.invalidUsage, "runbook \(book.name) has no variable '\(parts[0])'",
-                    hint: "its variables: \(book.vars.keys.sorted().joined(separator: ", "))")
-            }
-            overrides[String(parts[0])] = String(parts[1])
-        }
+        let overrides = try RunbookOptions.overrides(vars, for: book)
         let executor = try options.executor(settings)
         if dryRun {
             print("DRY RUN: nothing will be changed")

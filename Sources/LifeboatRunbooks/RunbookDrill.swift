@@ -1,0 +1,60 @@
+import Foundation
+import LifeboatCore
+import LifeboatRepository
+
+/// Drills that time a runbook end to end: the seed's "service restart" (10 minutes) and "full
+/// infrastructure rebuild" (4 hours). Lifeboat cannot know how a team restarts its services or
+/// rebuilds its infrastructure, so the team's runbook says it (its last steps should prove the
+/// service healthy: `http.check`, `verify`); the drill runs it journaled, counts every step toward
+/// the RTO (confirmations included: a human answering is part of a real recovery), turns each step
+/// into a check, and records the report in the repository next to the restore drills.
+public struct RunbookDrill: Sendable {
+    public var repository: Repository
+    public var executor: RunbookExecutor
+
+    public init(repository: Repository, executor: RunbookExecutor) {
+        self.repository = repository
+        self.executor = executor
+    }
+
+    public func run(scenario: DrillScenario, runbook: Runbook, text: String, vars: [String: String], objectives: DrillObjectives)
+        async throws -> DrillReport
+    {
+        guard scenario.runsARunbook else {
+            throw LifeboatError(.invalidUsage, "the \(scenario.rawValue) drill restores a backup itself; it takes no runbook")
+        }
+        let started = Date()
+        var failure: String?
+        var result: RunResult?
+        do {
+            result = try await executor.run(runbook, text: text, vars: vars)
+        } catch let error as LifeboatError {
+            failure = error.message
+        }
+        let steps = result?.steps ?? []
+        let phases = steps.map {
+            DrillReport.Phase(name: "\($0.name) (\($0.action))", seconds: $0.seconds, countsTowardRTO: true)
+        }
+        var checks = steps.map { step in
+            DrillReport.CheckResult(name: step.name, passed: step.status == .ok,
+                detail: step.error ?? "\(step.status.rawValue) in \(HumanDuration.format(step.seconds))\(step.attempts > 1 ? " after \(step.attempts) attempts" : "")")
+        }
+        if let result, result.status != .succeeded {
+            failure = failure ?? "the runbook run ended \(result.status.rawValue); resume it with `lifeboat runbook resume \(result.runID)`"
+            checks.append(.init(name: "runbook finished", passed: false, detail: result.status.rawValue))
+        } else if result == nil {
+            checks.append(.init(name: "runbook started", passed: false, detail: failure ?? "no run"))
+        }
+        let rto = result?.totalSeconds ?? Date().timeIntervalSince(started)
+        let rtoMet = failure == nil && rto <= objectives.rtoSeconds
+        let passed = failure == nil && rtoMet && checks.allSatisfy(\.passed)
+        let id = TimestampID.make(started)
+        let report = DrillReport(id: id, scenario: scenario, host: ProcessInfo.processInfo.hostName, startedAt: started,
+            finishedAt: Date(), backupID: nil, backupStopTime: nil, targetTime: nil, achievedTime: nil, runbook: runbook.name,
+            runID: result?.runID, achievedLSN: nil, productionLSNAtTarget: nil, archiveLagSeconds: nil, phases: phases,
+            rtoSeconds: rto, rpoSeconds: nil, objectives: objectives, checks: checks, rtoMet: rtoMet, rpoMet: nil, passed: passed,
+            scratchDirectory: nil, error: failure)
+        try await DrillHistory.record(report, in: repository)
+        return report
+    }
+}
