@@ -19,6 +19,8 @@ struct ObjectCodec: Sendable {
 
     /// Compression byte of a chunk stored as a zstd delta against its base chunk (named in the key).
     static let deltaWireValue: UInt8 = 3
+    /// Compression byte of a chunk stored as zstd(chunk XOR base), for a base of the same length.
+    static let xorDeltaWireValue: UInt8 = 4
 
     func seal(_ plaintext: Data, key: String) throws -> Data {
         var algorithm = compression

@@ -188,8 +188,10 @@ public final class Repository: Sendable {
         try await writeSealed(Self.chunkKey(id), plaintext: data) ?? 0
     }
 
-    /// Stores a new chunk, as a zstd delta against `deltaBase` (the same place in the file in an earlier
-    /// backup, itself stored whole) when the delta is under half the size of the whole chunk compressed.
+    /// Stores a new chunk as a delta against `deltaBase` (the same place in the file in an earlier
+    /// backup, itself stored whole) when that is much smaller: zstd of the XOR with the base when
+    /// lengths match and that is small, else a zstd frame using the base as prefix when it is under half
+    /// the size of the whole chunk compressed.
     /// Returns the bytes written and the base used, nil when stored whole. A base that cannot be read
     /// only means the chunk is stored whole.
     public func putChunk(id: String, data: Data, deltaBase: String?) async throws -> (written: Int, base: String?) {
@@ -205,6 +207,15 @@ public final class Repository: Sendable {
                 metadata: [LogKey.object: .string(Self.chunkKey(baseID)), "lifeboat.error": "\(error)"])
             return (try await putChunk(id: id, data: data), nil)
         }
+        let key = Self.deltaChunkKey(id, base: baseID)
+        if baseData.count == data.count {
+            // Same length: XOR first, it is cheap; small enough settles it.
+            let xored = try CompressionAlgorithm.zstd.compress(XORDelta.apply(data, baseData), level: Int32(config.compressionLevel))
+            if xored.count <= data.count / 64 || xored.count * 4 <= baseStored {
+                let sealed = try codec.seal(body: xored, wireValue: ObjectCodec.xorDeltaWireValue, plaintextLength: data.count, key: key)
+                return (try await store.putIfAbsent(key, data: sealed) ? sealed.count : 0, baseID)
+            }
+        }
         let frame = try ZstdDelta.compress(data, base: baseData, level: Int32(config.compressionLevel))
         // The base's stored size stands in for the new chunk compressed whole (same place of the same
         // file); only a delta near half of it is worth compressing the chunk whole to compare.
@@ -218,7 +229,6 @@ public final class Repository: Sendable {
                 return (try await store.putIfAbsent(key, data: sealed) ? sealed.count : 0, nil)
             }
         }
-        let key = Self.deltaChunkKey(id, base: baseID)
         let sealed = try codec.seal(body: frame, wireValue: ObjectCodec.deltaWireValue, plaintextLength: data.count, key: key)
         return (try await store.putIfAbsent(key, data: sealed) ? sealed.count : 0, baseID)
     }
@@ -232,11 +242,15 @@ public final class Repository: Sendable {
         if let base {
             key = Self.deltaChunkKey(id, base: base)
             let (wire, body, length) = try codec.openBody(try await store.get(key), key: key)
-            guard wire == ObjectCodec.deltaWireValue else {
-                throw LifeboatError(.integrity, "object \(key) is named as a delta but holds a whole chunk")
-            }
             let baseData = try await chunk(id: base, verifyContent: false)
-            data = try ZstdDelta.decompress(body, base: baseData, originalSize: length, object: key)
+            switch wire {
+            case ObjectCodec.deltaWireValue:
+                data = try ZstdDelta.decompress(body, base: baseData, originalSize: length, object: key)
+            case ObjectCodec.xorDeltaWireValue where baseData.count == length:
+                data = XORDelta.apply(try CompressionAlgorithm.zstd.decompress(body, originalSize: length, object: key), baseData)
+            default:
+                throw LifeboatError(.integrity, "object \(key) is named as a delta but does not hold one that fits its base")
+            }
         } else {
             key = Self.chunkKey(id)
             data = try await readSealed(key)

@@ -97,8 +97,17 @@ struct ObjectIntegrityTests {
         let deltaFile = path + "/chunks/\(changedID.prefix(2))/\(changedID)-\(baseID)"
         #expect(FileManager.default.fileExists(atPath: deltaFile))
         #expect(try await repo.chunk(id: changedID, base: baseID) == changed)
-        #expect(try await repo.chunkCatalog().deltas == [changedID: baseID])
-        #expect(try await repo.chunkIDs() == [baseID, changedID])
+        // Same length: the XOR form (compression byte 4).
+        #expect(try Data(contentsOf: URL(fileURLWithPath: deltaFile))[4] == 4)
+        // A chunk that grew (a file's last chunk): the prefix form (byte 3), which also finds moved bytes.
+        let grown = Data(base.prefix(700_000)) + Data("appended rows".utf8) + Data(base.suffix(200_000))
+        let grownID = repo.chunkID(for: grown)
+        let grownStored = try await repo.putChunk(id: grownID, data: grown, deltaBase: baseID)
+        #expect(grownStored.base == baseID && grownStored.written < wholeBytes, "\(grownStored.written) vs \(wholeBytes)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path + "/chunks/\(grownID.prefix(2))/\(grownID)-\(baseID)"))[4] == 3)
+        #expect(try await repo.chunk(id: grownID, base: baseID) == grown)
+        #expect(try await repo.chunkCatalog().deltas == [changedID: baseID, grownID: baseID])
+        #expect(try await repo.chunkIDs() == [baseID, changedID, grownID])
 
         let noise = Data((0..<(1 << 20)).map { _ in UInt8.random(in: 0...255, using: &generator) })
         #expect(try await repo.putChunk(id: repo.chunkID(for: noise), data: noise, deltaBase: baseID).base == nil)
