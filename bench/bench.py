@@ -224,6 +224,7 @@ def main():
         lz4 += [tool.full_backup()[0] for _ in range(a.repeat - 1)]
         r["lz4_full_backup_seconds"] = statistics.median(lz4)
         r["lz4_full_backup_mb_s"] = pgdata_bytes / 2**20 / r["lz4_full_backup_seconds"]
+        r["lz4_disk_write_mb_s_before_restore"] = disk_write_mb_s(work)
         lz4r = [tool.restore(os.path.join(work, f"{name}-restore-lz4-{i}")) for i in range(a.repeat)]
         r["lz4_restore_seconds"] = statistics.median(lz4r)
         r["lz4_restore_mb_s"] = pgdata_bytes / 2**20 / r["lz4_restore_seconds"]
@@ -528,7 +529,8 @@ ROWS = [("full backup time (s)", "full_backup_seconds"), ("full backup throughpu
         ("restore throughput (MB/s)", "restore_mb_s"), ("disk write (dd, fdatasync) just before the restores (MB/s)", "disk_write_mb_s_before_restore"), ("PITR to a started server (s)", "pitr_seconds"),
         ("archive lag after pgbench (s)", "archive_lag_seconds"), ("archived segments/s under pgbench", "archive_segments_per_s"),
         ("lz4: full backup throughput (MB/s)", "lz4_full_backup_mb_s"), ("lz4: backup data after full (MiB)", "lz4_repo_bytes_full"),
-        ("lz4: restore throughput (MB/s)", "lz4_restore_mb_s")]
+        ("lz4: restore throughput (MB/s)", "lz4_restore_mb_s"),
+        ("lz4: disk write just before the restores (MB/s)", "lz4_disk_write_mb_s_before_restore")]
 
 
 def write(results, out):

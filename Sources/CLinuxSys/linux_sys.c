@@ -5,8 +5,6 @@
 #include <unistd.h>
 #include "linux_sys.h"
 
-int lifeboat_syncfs(int fd) { return syncfs(fd); }
-
 int lifeboat_start_writeback(int fd, long long offset, long long length) {
     return sync_file_range(fd, (off_t)offset, (off_t)length, SYNC_FILE_RANGE_WRITE);
 }

@@ -144,7 +144,7 @@ public struct RestoreEngine: Sendable {
             try await restoreFiles(manifest: manifest, into: dest, parallelism: options.parallelism)
             try writeRecoveryFiles(record: record, options: options, dest: dest)
             serverUser?.own(dest, recursive: true)
-            try Self.flushToDisk(dest)
+            try await Self.flushFiles(dest, parallelism: options.parallelism)
         } catch {
             Self.removeRestored(dest, removeDirectory: createdDirectory)
             throw error
@@ -193,8 +193,8 @@ public struct RestoreEngine: Sendable {
 
     /// Writes every directory and file of the manifest. The work is split into runs of a few chunks,
     /// so a large relation file is restored by every worker at once, not by one; each chunk is
-    /// authenticated and its length checked. Durability comes from one syncfs(2) at the end instead of
-    /// an fsync per file (`flushToDisk`, after the recovery files and ownership are written too).
+    /// authenticated and its length checked. Writeback of each chunk starts as it is written; the files
+    /// are fsynced at the end (`flushFiles`, after the recovery files and ownership are written too).
     func restoreFiles(manifest: BackupManifest, into dest: String, parallelism: Int) async throws {
         for entry in manifest.entries where entry.type == .directory {
             let path = dest + "/" + entry.path
@@ -253,12 +253,38 @@ public struct RestoreEngine: Sendable {
         }
     }
 
-    /// Makes everything restored under `dest` durable with one syncfs(2) of its filesystem.
-    static func flushToDisk(_ dest: String) throws {
-        let dirFD = open(dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dirFD < 0 { throw FileStore.ioError("cannot open", errno: errno, path: dest) }
-        defer { close(dirFD) }
-        if lifeboat_syncfs(dirFD) != 0 { throw FileStore.ioError("cannot flush the restored files to disk", errno: errno, path: dest) }
+    /// Makes everything restored under `dest` durable: every file, then every directory, fsynced, files
+    /// in parallel (their writeback started as they were written, so each waits on little). Only what
+    /// the restore wrote is flushed: a syncfs(2) was as fast alone but also waited on every other dirty
+    /// page of the filesystem (measured: 1.9 s against 2.7 s with 1 GiB written by someone else).
+    static func flushFiles(_ dest: String, parallelism: Int) async throws {
+        var files: [String] = []
+        var directories: [String] = [dest]
+        guard let walker = FileManager.default.enumerator(atPath: dest) else {
+            throw LifeboatError(.io, "cannot list \(dest) to flush it to disk")
+        }
+        while let relative = walker.nextObject() as? String {
+            let path = dest + "/" + relative
+            var st = stat()
+            guard lstat(path, &st) == 0 else { continue }
+            switch st.st_mode & S_IFMT {
+            case S_IFREG: files.append(path)
+            case S_IFDIR: directories.append(path)
+            default: break
+            }
+        }
+        _ = try await forEachBounded(files, parallelism: max(parallelism, 8)) { path -> Bool in
+            try Self.fsyncPath(path)
+            return true
+        }
+        for dir in directories.reversed() { try Self.fsyncPath(dir) }
+    }
+
+    static func fsyncPath(_ path: String) throws {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { throw FileStore.ioError("cannot open to flush", errno: errno, path: path) }
+        defer { close(fd) }
+        if fsync(fd) != 0 { throw FileStore.ioError("cannot flush to disk", errno: errno, path: path) }
     }
 
     /// backup_label, recovery.signal and the recovery settings in postgresql.auto.conf.

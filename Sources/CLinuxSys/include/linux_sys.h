@@ -2,9 +2,6 @@
 #ifndef LIFEBOAT_LINUX_SYS_H
 #define LIFEBOAT_LINUX_SYS_H
 
-/* syncfs(2): flush every dirty page and inode of the filesystem holding fd; 0 or -1 with errno. */
-int lifeboat_syncfs(int fd);
-
 /* sync_file_range(2) with SYNC_FILE_RANGE_WRITE: start writing back a range without waiting. */
 int lifeboat_start_writeback(int fd, long long offset, long long length);
 
