@@ -167,36 +167,35 @@ enum XORDelta {
 /// at most `keep` of each kind stay cached, so memory is bounded by the parallelism.
 final class ZstdContexts: Sendable {
     static let shared = ZstdContexts()
+    private enum Kind { case compressor, decompressor }
     private struct Cached: @unchecked Sendable {
-        var compressors: [OpaquePointer] = []
-        var decompressors: [OpaquePointer] = []
+        var shelves: [Kind: [OpaquePointer]] = [:]
     }
     private let cache = Mutex(Cached())
     private let keep = 8
 
     func withCompressor<R>(_ body: (OpaquePointer) -> R) throws -> R {
-        let taken = cache.withLock { $0.compressors.popLast() }
-        guard let cctx = taken ?? ZSTD_createCCtx() else { throw LifeboatError(.internalError, "zstd could not allocate a context: out of memory") }
-        let result = body(cctx)
-        let kept = cache.withLock { c -> Bool in
-            guard c.compressors.count < keep else { return false }
-            c.compressors.append(cctx)
-            return true
-        }
-        if !kept { ZSTD_freeCCtx(cctx) }
-        return result
+        try with(.compressor, create: { ZSTD_createCCtx() }, free: { _ = ZSTD_freeCCtx($0) }, body)
     }
 
     func withDecompressor<R>(_ body: (OpaquePointer) -> R) throws -> R {
-        let taken = cache.withLock { $0.decompressors.popLast() }
-        guard let dctx = taken ?? ZSTD_createDCtx() else { throw LifeboatError(.internalError, "zstd could not allocate a context: out of memory") }
-        let result = body(dctx)
+        try with(.decompressor, create: { ZSTD_createDCtx() }, free: { _ = ZSTD_freeDCtx($0) }, body)
+    }
+
+    private func with<R>(_ kind: Kind, create: () -> OpaquePointer?,
+        free: (OpaquePointer) -> Void, _ body: (OpaquePointer) -> R) throws -> R
+    {
+        let taken = cache.withLock { $0.shelves[kind]?.popLast() }
+        guard let context = taken ?? create() else {
+            throw LifeboatError(.internalError, "zstd could not allocate a context: out of memory")
+        }
+        let result = body(context)
         let kept = cache.withLock { c -> Bool in
-            guard c.decompressors.count < keep else { return false }
-            c.decompressors.append(dctx)
+            guard c.shelves[kind, default: []].count < keep else { return false }
+            c.shelves[kind, default: []].append(context)
             return true
         }
-        if !kept { ZSTD_freeDCtx(dctx) }
+        if !kept { free(context) }
         return result
     }
 }
