@@ -287,39 +287,6 @@ public struct BackupEngine: Sendable {
     }
 }
 
-/// Chunks known to be in the repository or being stored by this backup, and how each is stored.
-actor ChunkIndex {
-    private var whole: Set<String>
-    private var deltas: [String: String]
-    private var claimed: Set<String> = []
-
-    init(_ catalog: ChunkCatalog) {
-        whole = catalog.whole
-        deltas = catalog.deltas
-    }
-
-    /// True if the caller is the first to see `id` and must store it.
-    func claim(_ id: String) -> Bool {
-        if whole.contains(id) || deltas[id] != nil { return false }
-        return claimed.insert(id).inserted
-    }
-
-    /// Records how a claimed chunk was stored: whole (nil) or as a delta against `base`.
-    func record(_ id: String, base: String?) {
-        if let base { deltas[id] = base } else { whole.insert(id) }
-    }
-
-    /// The whole chunk a delta of a chunk that replaced `previous` can be based on: `previous` if it is
-    /// stored whole, its own base if it is a delta (deltas never chain), nil if it is unknown.
-    func wholeBase(for previous: String) -> String? {
-        if whole.contains(previous) { return previous }
-        return deltas[previous]
-    }
-
-    /// Chunks stored only as deltas, with their bases.
-    func deltasOnly() -> [String: String] { deltas.filter { !whole.contains($0.key) } }
-}
-
 actor BackupStats {
     private var logical: UInt64 = 0
     private var stored: UInt64 = 0

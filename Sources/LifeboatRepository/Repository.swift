@@ -261,6 +261,31 @@ public final class Repository: Sendable {
         return data
     }
 
+    /// A chunk as `copy` needs it: its content, and for a delta, the stored delta body (independent
+    /// of the key, so it moves between repositories as is) and its base's content. Content is checked
+    /// against its keyed hash.
+    public struct ChunkForCopy: Sendable {
+        public var data: Data
+        public var delta: (wireValue: UInt8, body: Data, base: Data)?
+    }
+
+    public func chunkForCopy(id: String, base: String?) async throws -> ChunkForCopy {
+        guard let base else { return ChunkForCopy(data: try await chunk(id: id), delta: nil) }
+        let key = Self.deltaChunkKey(id, base: base)
+        let (wire, body, _) = try codec.openBody(try await store.get(key), key: key)
+        let baseData = try await chunk(id: base)
+        let data = try await chunk(id: id, base: base)
+        return ChunkForCopy(data: data, delta: (wire, body, baseData))
+    }
+
+    /// Stores a delta body read from another repository under this repository's names: `id` as a
+    /// delta against `base` (which must be stored whole here). Returns the bytes written.
+    public func putCopiedDelta(id: String, base: String, wireValue: UInt8, body: Data, plaintextLength: Int) async throws -> Int {
+        let key = Self.deltaChunkKey(id, base: base)
+        let sealed = try codec.seal(body: body, wireValue: wireValue, plaintextLength: plaintextLength, key: key)
+        return try await store.putIfAbsent(key, data: sealed) ? sealed.count : 0
+    }
+
     /// Ids of every chunk in the repository, whole or delta.
     public func chunkIDs() async throws -> Set<String> {
         Set(try await store.list(prefix: "chunks/").compactMap { Self.parseChunkKey($0.key)?.id })
@@ -401,6 +426,40 @@ public struct ChunkCatalog: Sendable {
     public var whole: Set<String> = []
     public var deltas: [String: String] = [:]
     public init() {}
+}
+
+/// Chunks known to be in a repository or being stored by one writer (a backup, a copy), and how each
+/// is stored: whole, or as a delta against a whole base.
+public actor ChunkIndex {
+    private var whole: Set<String>
+    private var deltas: [String: String]
+    private var claimed: Set<String> = []
+
+    public init(_ catalog: ChunkCatalog) {
+        whole = catalog.whole
+        deltas = catalog.deltas
+    }
+
+    /// True if the caller is the first to see `id` and must store it.
+    public func claim(_ id: String) -> Bool {
+        if whole.contains(id) || deltas[id] != nil { return false }
+        return claimed.insert(id).inserted
+    }
+
+    /// Records how a claimed chunk was stored: whole (nil) or as a delta against `base`.
+    public func record(_ id: String, base: String?) {
+        if let base { deltas[id] = base } else { whole.insert(id) }
+    }
+
+    /// The whole chunk a delta of a chunk that replaced `previous` can be based on: `previous` if it is
+    /// stored whole, its own base if it is a delta (deltas never chain), nil if it is unknown.
+    public func wholeBase(for previous: String) -> String? {
+        if whole.contains(previous) { return previous }
+        return deltas[previous]
+    }
+
+    /// Chunks stored only as deltas, with their bases.
+    public func deltasOnly() -> [String: String] { deltas.filter { !whole.contains($0.key) } }
 }
 
 /// Metadata keys used in logs, kept in one place.

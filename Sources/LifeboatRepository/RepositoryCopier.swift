@@ -17,7 +17,8 @@ public struct CopyReport: Codable, Sendable {
 
 /// Copies backups, and the WAL they need, into another repository, re-encrypting under the
 /// target's own key (the seed's cross-region snapshot copy under that region's KMS key). Chunks are
-/// decrypted and checked in the source, re-named by the target's keyed hash and sealed with its key.
+/// decrypted and checked in the source, re-named by the target's keyed hash and sealed with its key;
+/// delta chunks stay deltas (their bodies do not depend on the key), their bases copied whole.
 /// Idempotent and resumable: what the target holds is skipped, and a backup appears in the target
 /// only when its record is written, last.
 public struct RepositoryCopier: Sendable {
@@ -59,7 +60,7 @@ public struct RepositoryCopier: Sendable {
         let existing = Set(try await target.backups().map(\.id))
         var report = CopyReport(copiedBackups: [], presentBackups: [], chunksCopied: 0, chunksPresent: 0, walFilesCopied: 0,
             walFilesPresent: 0, bytesWritten: 0)
-        let known = CopyChunkIndex(try await target.chunkIDs())
+        let known = ChunkIndex(try await target.chunkCatalog())
         let stats = CopyStats()
         let src = source
         let dst = target
@@ -92,11 +93,27 @@ public struct RepositoryCopier: Sendable {
                 var copy = entry
                 copy.chunks = []
                 for id in entry.chunks {
-                    // Deltas are rebuilt and stored whole in the copy (its ids differ under its own key).
-                    let data = try await src.chunk(id: id, base: manifest.deltaBase(of: id))
-                    let newID = dst.chunkID(for: data)
+                    let chunk = try await src.chunkForCopy(id: id, base: manifest.deltaBase(of: id))
+                    let newID = dst.chunkID(for: chunk.data)
                     if await known.claim(newID) {
-                        let written = try await dst.putChunk(id: newID, data: data)
+                        var written = 0
+                        var base: String?
+                        if let delta = chunk.delta, dst.storesDeltas {
+                            // The delta body is key-independent: only the names change. Its base goes
+                            // first, whole (a base is whole in the source, so it is whole here too).
+                            let newBase = dst.chunkID(for: delta.base)
+                            if await known.claim(newBase) {
+                                written += try await dst.putChunk(id: newBase, data: delta.base)
+                                await known.record(newBase, base: nil)
+                            }
+                            if await known.wholeBase(for: newBase) == newBase {
+                                written += try await dst.putCopiedDelta(id: newID, base: newBase, wireValue: delta.wireValue,
+                                    body: delta.body, plaintextLength: chunk.data.count)
+                                base = newBase
+                            }
+                        }
+                        if base == nil { written += try await dst.putChunk(id: newID, data: chunk.data) }
+                        await known.record(newID, base: base)
                         await stats.chunk(written: written)
                     } else {
                         await stats.chunk(written: nil)
@@ -110,8 +127,13 @@ public struct RepositoryCopier: Sendable {
             // A file list left by an interrupted copy of this backup has no record pointing at it
             // (we checked) and expire cannot run meanwhile (we hold a lock): replace it.
             try await target.store.delete(Repository.manifestKey(record.id))
+            let deltas = await known.deltasOnly()
+            var deltaBases: [String: String] = [:]
+            for entry in entries {
+                for chunk in entry.chunks { if let base = deltas[chunk] { deltaBases[chunk] = base } }
+            }
             copied.manifestObject = try await target.writeManifest(BackupManifest(backupID: record.id, chunkSize: manifest.chunkSize,
-                entries: entries))
+                entries: entries, deltaBases: deltaBases.isEmpty ? nil : deltaBases))
             let s = await stats.snapshot()
             copied.newChunks = s.chunksCopied - report.chunksCopied
             copied.newStoredBytes = UInt64(max(0, s.bytes - report.bytesWritten))
@@ -133,12 +155,6 @@ public struct RepositoryCopier: Sendable {
         }
         return report
     }
-}
-
-actor CopyChunkIndex {
-    private var ids: Set<String>
-    init(_ ids: Set<String>) { self.ids = ids }
-    func claim(_ id: String) -> Bool { ids.insert(id).inserted }
 }
 
 actor CopyStats {

@@ -156,7 +156,12 @@ import Testing
         #expect(try await LifeboatCLI.run(["backup", "--manual", "--tag", "Purpose=pre-migration", "--config", primary.configFile],
             environment: env).status == 0)
         try await pg.pgbench(["-t", "200", "-n"])
+        // Rows changed all over the table: the second backup stores its chunks as deltas.
+        _ = try await pg.query("UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 100 = 7")
+        _ = try await pg.query("CHECKPOINT")
         #expect(try await LifeboatCLI.run(["backup", "--config", primary.configFile], environment: env).status == 0)
+        let primaryLatest = try #require(try await primary.reopen().backups().last)
+        #expect(!(try await primary.reopen().manifest(for: primaryLatest).deltaBases ?? [:]).isEmpty)
         try await pg.pgbench(["-t", "300", "-n"])
         try await pg.archiveCurrentWAL()
 
@@ -196,9 +201,15 @@ import Testing
         await #expect { _ = try await Repository.open(store: S3Store(settings: s3), key: .keyFile(primary.keyFile), logger: TestSandbox.logger()) }
             throws: { ($0 as? LifeboatError)?.code == .wrongKey }
         #expect(try await second.backups().first?.tags == ["Purpose": "pre-migration"])
+        // Deltas stay deltas in the copy (their bodies do not depend on the key), under the copy's names.
+        let copiedLatest = try #require(try await second.backups().last)
+        let copiedDeltas = try await second.manifest(for: copiedLatest).deltaBases ?? [:]
+        #expect(!copiedDeltas.isEmpty && Set(copiedDeltas.keys).isDisjoint(with: sourceChunks))
+        #expect(try await second.chunkCatalog().deltas.count >= copiedDeltas.count)
 
         // The primary is gone: restore from the copy alone.
         let history = try await pg.value("SELECT count(*) FROM pgbench_history")
+        let accounts = try await pg.value("SELECT md5(string_agg(aid::text || ':' || abalance, ',' ORDER BY aid)) FROM pgbench_accounts")
         try await pg.stop()
         try FileManager.default.removeItem(atPath: primary.path)
         let dest = sandbox.path("from-second-region")
@@ -208,6 +219,7 @@ import Testing
         #expect(restore.status == 0, "\(restore.errors)")
         let restored = TestPostgres.attach(dest, port: port, like: pg)
         #expect(try await restored.value("SELECT count(*) FROM pgbench_history") == history)
+        #expect(try await restored.value("SELECT md5(string_agg(aid::text || ':' || abalance, ',' ORDER BY aid)) FROM pgbench_accounts") == accounts)
         try await restored.stop()
     }
 
