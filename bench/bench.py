@@ -70,6 +70,12 @@ def du(path):
     return total
 
 
+def empty_dir(path):
+    """A new data directory for a restore, owned by the server's user."""
+    os.makedirs(path, mode=0o700)
+    chown_tree(path)
+
+
 def chown_tree(path):
     if ROOT:
         for dirpath, dirs, files in os.walk(path):
@@ -336,14 +342,12 @@ pg1-socket-path={self.src.sock}
         return du(self.repo) - wal, wal
 
     def restore(self, dest):
-        os.makedirs(dest, mode=0o700)
-        chown_tree(dest)
+        empty_dir(dest)
         return run(["pgbackrest", f"--config={self.conf}", "--stanza=bench", f"--pg1-path={dest}", "--type=immediate",
                     "--target-action=promote", "restore"])[0]
 
     def pitr(self, dest, target):
-        os.makedirs(dest, mode=0o700)
-        chown_tree(dest)
+        empty_dir(dest)
         t0 = time.monotonic()
         run(["pgbackrest", f"--config={self.conf}", "--stanza=bench", f"--pg1-path={dest}", "--type=time", f"--target={target}",
              "--target-action=promote", "restore"])
@@ -391,8 +395,7 @@ class PgBaseBackup:
         return du(self.repo), 0  # the WAL a backup needs is inside its tarball (-X fetch); nothing is archived
 
     def restore(self, dest):
-        os.makedirs(dest, mode=0o700)
-        chown_tree(dest)
+        empty_dir(dest)
         t0 = time.monotonic()
         decompress = "zstd -dc" if self.compression == "zstd" else "lz4 -dc"
         ext = "zst" if self.compression == "zstd" else "lz4"
@@ -458,14 +461,12 @@ backup_compression = {compression}
         return du(os.path.join(self.home, "bench", "base")), wal
 
     def restore(self, dest):
-        os.makedirs(dest, mode=0o700)
-        chown_tree(dest)
+        empty_dir(dest)
         return self.barman("recover", "bench", "latest", dest)[0]
 
     def pitr(self, dest, target):
         self.barman("archive-wal", "bench")  # what `barman cron` does every minute
-        os.makedirs(dest, mode=0o700)
-        chown_tree(dest)
+        empty_dir(dest)
         t0 = time.monotonic()
         # --get-wal: PostgreSQL asks barman for each segment. Without it, barman copies the WAL it
         # judges needed by archive time, which can stop before the segment holding the first commit

@@ -261,7 +261,7 @@ public struct BackupEngine: Sendable {
 
     /// The chunk lists by path of the newest committed backup (empty if there is none).
     static func previousChunks(_ repository: Repository) async throws -> [String: [String]] {
-        guard let last = try await repository.backups().last else { return [:] }
+        guard let last = try await repository.newestBackup() else { return [:] }
         var byPath: [String: [String]] = [:]
         for entry in try await repository.manifest(for: last).entries where entry.type == .file {
             byPath[entry.path] = entry.chunks

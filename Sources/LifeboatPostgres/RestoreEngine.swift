@@ -38,12 +38,12 @@ public struct RestoreOptions: Sendable {
     public var serverEnvironment: [String: String]
     public var recoveryTimeout: TimeInterval
     /// With `start`: WAL segments kept fetched ahead of the recovering server (0: none).
-    public var walPrefetch: Int = 8
+    public var walPrefetch: Int
 
     public init(destination: String, target: RecoveryTarget = .latest, backupID: String? = nil, restoreCommand: String,
         archiveMode: ArchiveMode = .off, targetTimeline: String = "latest", parallelism: Int = 4, start: Bool = false, port: Int = 5432,
         socketDirectory: String = "/tmp", listenAddresses: String = "127.0.0.1", binDirectory: String? = nil,
-        serverEnvironment: [String: String] = [:], recoveryTimeout: TimeInterval = 3600)
+        serverEnvironment: [String: String] = [:], recoveryTimeout: TimeInterval = 3600, walPrefetch: Int = 8)
     {
         self.destination = destination
         self.target = target
@@ -59,6 +59,7 @@ public struct RestoreOptions: Sendable {
         self.binDirectory = binDirectory
         self.serverEnvironment = serverEnvironment
         self.recoveryTimeout = recoveryTimeout
+        self.walPrefetch = walPrefetch
     }
 }
 

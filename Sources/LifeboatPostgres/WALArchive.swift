@@ -41,18 +41,20 @@ public struct WALArchive: Sendable {
         let size = data.count >= 1 << 20 && data.count <= 1 << 30 && data.count & (data.count - 1) == 0 ? UInt64(data.count) : 16 << 20
         let next = (1...prefetch).map { WALSegment(timeline: segment.timeline, number: segment.number(segmentSize: size) + UInt64($0), segmentSize: size) }
             .filter { !spool.holds($0.name) }
-        let repo = repository
-        let log = logger
         // Best effort: a segment not archived yet or a failure here only means PostgreSQL's own call
         // for it fetches it directly.
-        _ = try? await forEachBounded(next, parallelism: 2) { segment -> Bool in
-            do {
-                let body = try await repo.fetchWAL(name: segment.name)
-                try spool.put(body, name: segment.name)
-            } catch {
-                log.debug("prefetch stopped", metadata: [LogKey.walFile: .string(segment.name), "lifeboat.error": "\(error)"])
-            }
+        let archive = self
+        _ = try? await forEachBounded(next, parallelism: 2) { await archive.spool($0, into: spool) }
+    }
+
+    /// Fetches `segment` into `spool`; false (logged) when it is not archived or cannot be stored.
+    func spool(_ segment: WALSegment, into spool: WALPrefetchSpool) async -> Bool {
+        do {
+            try spool.put(try await repository.fetchWAL(name: segment.name), name: segment.name)
             return true
+        } catch {
+            logger.debug("prefetch stopped", metadata: [LogKey.walFile: .string(segment.name), "lifeboat.error": "\(error)"])
+            return false
         }
     }
 }
@@ -71,12 +73,7 @@ extension WALArchive {
             let segment = WALSegment(timeline: first.timeline, number: number, segmentSize: segmentSize)
             number += 1
             if spool.holds(segment.name) { continue }
-            do {
-                try spool.put(try await repository.fetchWAL(name: segment.name), name: segment.name)
-            } catch {
-                logger.debug("prefetch stopped", metadata: [LogKey.walFile: .string(segment.name), "lifeboat.error": "\(error)"])
-                return
-            }
+            guard await self.spool(segment, into: spool) else { return }
         }
     }
 

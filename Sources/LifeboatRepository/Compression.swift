@@ -32,20 +32,7 @@ public enum CompressionAlgorithm: String, Codable, Sendable, CaseIterable {
         case .none:
             return input
         case .zstd:
-            let bound = ZSTD_compressBound(input.count)
-            var out = Data(count: bound)
-            let written = try ZstdContexts.shared.withCompressor { cctx in
-                ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters)
-                ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level)
-                return out.withUnsafeMutableBytes { o in
-                    input.withUnsafeBytes { i in ZSTD_compress2(cctx, o.baseAddress, bound, i.baseAddress, input.count) }
-                }
-            }
-            if ZSTD_isError(written) != 0 {
-                throw LifeboatError(.internalError, "zstd compression failed: \(String(cString: ZSTD_getErrorName(written)))")
-            }
-            out.count = written
-            return out
+            return try Zstd.compress(input, level: level, prefix: nil)
         case .lz4:
             let bound = Int(LZ4_compressBound(Int32(input.count)))
             var out = Data(count: max(bound, 1))
@@ -66,17 +53,7 @@ public enum CompressionAlgorithm: String, Codable, Sendable, CaseIterable {
         case .none:
             return input
         case .zstd:
-            var out = Data(count: originalSize)
-            let n = try ZstdContexts.shared.withDecompressor { dctx in
-                ZSTD_DCtx_reset(dctx, ZSTD_reset_session_and_parameters)
-                return out.withUnsafeMutableBytes { o in
-                    input.withUnsafeBytes { i in ZSTD_decompressDCtx(dctx, o.baseAddress, originalSize, i.baseAddress, input.count) }
-                }
-            }
-            if ZSTD_isError(n) != 0 || n != originalSize {
-                throw LifeboatError(.integrity, "object \(object) does not decompress", hint: "run `lifeboat verify`")
-            }
-            return out
+            return try Zstd.decompress(input, originalSize: originalSize, prefix: nil, object: object)
         case .lz4:
             var out = Data(count: originalSize)
             let n = out.withUnsafeMutableBytes { o in
@@ -98,42 +75,61 @@ public enum CompressionAlgorithm: String, Codable, Sendable, CaseIterable {
 /// a wrong base is detected on decompression, not written out.
 enum ZstdDelta {
     static func compress(_ input: Data, base: Data, level: Int32) throws -> Data {
+        try Zstd.compress(input, level: level, prefix: base)
+    }
+
+    static func decompress(_ frame: Data, base: Data, originalSize: Int, object: String) throws -> Data {
+        try Zstd.decompress(frame, originalSize: originalSize, prefix: base, object: object)
+    }
+}
+
+/// zstd one-shot (de)compression on pooled contexts, optionally against a prefix (a delta's base:
+/// then with zstd's content checksum, so a wrong base is caught on decompression).
+enum Zstd {
+    static func compress(_ input: Data, level: Int32, prefix: Data?) throws -> Data {
         let bound = ZSTD_compressBound(input.count)
         var out = Data(count: bound)
         let written = try ZstdContexts.shared.withCompressor { cctx -> Int in
             ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters)
             ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level)
-            ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1)
-            return base.withUnsafeBytes { b -> Int in
-                let r = ZSTD_CCtx_refPrefix(cctx, b.baseAddress, base.count)
-                if ZSTD_isError(r) != 0 { return r }
-                return out.withUnsafeMutableBytes { o in
+            let run = { () -> Int in
+                out.withUnsafeMutableBytes { o in
                     input.withUnsafeBytes { i in ZSTD_compress2(cctx, o.baseAddress, bound, i.baseAddress, input.count) }
                 }
             }
+            guard let prefix else { return run() }
+            ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1)
+            return prefix.withUnsafeBytes { b -> Int in
+                let r = ZSTD_CCtx_refPrefix(cctx, b.baseAddress, prefix.count)
+                return ZSTD_isError(r) != 0 ? r : run()
+            }
         }
         if ZSTD_isError(written) != 0 {
-            throw LifeboatError(.internalError, "zstd delta compression failed: \(String(cString: ZSTD_getErrorName(written)))")
+            throw LifeboatError(.internalError, "zstd compression failed: \(String(cString: ZSTD_getErrorName(written)))")
         }
         out.count = written
         return out
     }
 
-    static func decompress(_ frame: Data, base: Data, originalSize: Int, object: String) throws -> Data {
+    static func decompress(_ input: Data, originalSize: Int, prefix: Data?, object: String) throws -> Data {
         var out = Data(count: originalSize)
         let n = try ZstdContexts.shared.withDecompressor { dctx -> Int in
             ZSTD_DCtx_reset(dctx, ZSTD_reset_session_and_parameters)
-            ZSTD_DCtx_setParameter(dctx, ZSTD_d_windowLogMax, 30)
-            return base.withUnsafeBytes { b -> Int in
-                let r = ZSTD_DCtx_refPrefix(dctx, b.baseAddress, base.count)
-                if ZSTD_isError(r) != 0 { return r }
-                return out.withUnsafeMutableBytes { o in
-                    frame.withUnsafeBytes { i in ZSTD_decompressDCtx(dctx, o.baseAddress, originalSize, i.baseAddress, frame.count) }
+            let run = { () -> Int in
+                out.withUnsafeMutableBytes { o in
+                    input.withUnsafeBytes { i in ZSTD_decompressDCtx(dctx, o.baseAddress, originalSize, i.baseAddress, input.count) }
                 }
+            }
+            guard let prefix else { return run() }
+            ZSTD_DCtx_setParameter(dctx, ZSTD_d_windowLogMax, 30)
+            return prefix.withUnsafeBytes { b -> Int in
+                let r = ZSTD_DCtx_refPrefix(dctx, b.baseAddress, prefix.count)
+                return ZSTD_isError(r) != 0 ? r : run()
             }
         }
         if ZSTD_isError(n) != 0 || n != originalSize {
-            throw LifeboatError(.integrity, "object \(object) does not rebuild from its base chunk", hint: "run `lifeboat verify`")
+            throw LifeboatError(.integrity, prefix == nil ? "object \(object) does not decompress" : "object \(object) does not rebuild from its base chunk",
+                hint: "run `lifeboat verify`")
         }
         return out
     }

@@ -237,33 +237,45 @@ public final class Repository: Sendable {
     /// key holder stored under this name; `verifyContent` also recomputes the content's keyed hash
     /// (verify and copy do; restore skips it, it was a quarter of a restore's CPU).
     public func chunk(id: String, base: String? = nil, verifyContent: Bool = true) async throws -> Data {
-        let data: Data
-        let key: String
         if let base {
-            key = Self.deltaChunkKey(id, base: base)
-            let (wire, body, length) = try codec.openBody(try await store.get(key), key: key)
-            let baseData = try await chunk(id: base, verifyContent: false)
-            switch wire {
-            case ObjectCodec.deltaWireValue:
-                data = try ZstdDelta.decompress(body, base: baseData, originalSize: length, object: key)
-            case ObjectCodec.xorDeltaWireValue where baseData.count == length:
-                data = XORDelta.apply(try CompressionAlgorithm.zstd.decompress(body, originalSize: length, object: key), baseData)
-            default:
-                throw LifeboatError(.integrity, "object \(key) is named as a delta but does not hold one that fits its base")
-            }
-        } else {
-            key = Self.chunkKey(id)
-            data = try await readSealed(key)
+            return try await deltaChunk(id: id, base: base, verifyContent: verifyContent).data
         }
-        guard !verifyContent || chunkID(for: data) == id else {
-            throw LifeboatError(.integrity, "object \(key) holds content that does not match its name")
-        }
+        let key = Self.chunkKey(id)
+        let data = try await readSealed(key)
+        try checkContent(data, id: id, key: key, verify: verifyContent)
         return data
     }
 
+    /// Reads a delta object and its base and rebuilds the chunk; returns the pieces too (copy moves
+    /// the delta body as is).
+    private func deltaChunk(id: String, base: String, verifyContent: Bool) async throws
+        -> (data: Data, wireValue: UInt8, body: Data, base: Data)
+    {
+        let key = Self.deltaChunkKey(id, base: base)
+        let (wire, body, length) = try codec.openBody(try await store.get(key), key: key)
+        let baseData = try await chunk(id: base, verifyContent: verifyContent)
+        let data: Data
+        switch wire {
+        case ObjectCodec.deltaWireValue:
+            data = try ZstdDelta.decompress(body, base: baseData, originalSize: length, object: key)
+        case ObjectCodec.xorDeltaWireValue where baseData.count == length:
+            data = XORDelta.apply(try CompressionAlgorithm.zstd.decompress(body, originalSize: length, object: key), baseData)
+        default:
+            throw LifeboatError(.integrity, "object \(key) is named as a delta but does not hold one that fits its base")
+        }
+        try checkContent(data, id: id, key: key, verify: verifyContent)
+        return (data, wire, body, baseData)
+    }
+
+    private func checkContent(_ data: Data, id: String, key: String, verify: Bool) throws {
+        guard !verify || chunkID(for: data) == id else {
+            throw LifeboatError(.integrity, "object \(key) holds content that does not match its name")
+        }
+    }
+
     /// A chunk as `copy` needs it: its content, and for a delta, the stored delta body (independent
-    /// of the key, so it moves between repositories as is) and its base's content. Content is checked
-    /// against its keyed hash.
+    /// of the key, so it moves between repositories as is) and its base's content. Content and base
+    /// are checked against their keyed hashes; each object is read once.
     public struct ChunkForCopy: Sendable {
         public var data: Data
         public var delta: (wireValue: UInt8, body: Data, base: Data)?
@@ -271,11 +283,8 @@ public final class Repository: Sendable {
 
     public func chunkForCopy(id: String, base: String?) async throws -> ChunkForCopy {
         guard let base else { return ChunkForCopy(data: try await chunk(id: id), delta: nil) }
-        let key = Self.deltaChunkKey(id, base: base)
-        let (wire, body, _) = try codec.openBody(try await store.get(key), key: key)
-        let baseData = try await chunk(id: base)
-        let data = try await chunk(id: id, base: base)
-        return ChunkForCopy(data: data, delta: (wire, body, baseData))
+        let d = try await deltaChunk(id: id, base: base, verifyContent: true)
+        return ChunkForCopy(data: d.data, delta: (d.wireValue, d.body, d.base))
     }
 
     /// Stores a delta body read from another repository under this repository's names: `id` as a
@@ -332,6 +341,14 @@ public final class Repository: Sendable {
             records.append(try await backup(id: String(info.key.dropFirst("backups/".count))))
         }
         return records.sorted { $0.stopTime < $1.stopTime }
+    }
+
+    /// The most recently started committed backup (ids sort by start time), reading one record
+    /// instead of all of them; nil if there is none.
+    public func newestBackup() async throws -> BackupRecord? {
+        let ids = try await store.list(prefix: "backups/").map { String($0.key.dropFirst("backups/".count)) }
+        guard let newest = ids.max() else { return nil }
+        return try await backup(id: newest)
     }
 
     public func backup(id: String) async throws -> BackupRecord {

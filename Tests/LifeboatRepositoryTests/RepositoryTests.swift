@@ -174,6 +174,43 @@ struct ObjectIntegrityTests {
 }
 
 struct WALPushTests {
+    /// The prefetcher `restore --start` runs keeps `ahead` segments spooled in order, refills as
+    /// PostgreSQL takes them, hands over exact content, and stops by itself at the end of the archive.
+    @Test func restorePrefetcherKeepsTheSpoolFilledAhead() async throws {
+        let sandbox = try TestSandbox("prefetcher")
+        defer { Task { await sandbox.remove() } }
+        let (repo, _) = try await newRepository(sandbox)
+        var segments: [(String, Data)] = []
+        for n in 1...5 {
+            segments.append(walSegment(n, byte: UInt8(n)))
+            _ = try await repo.pushWAL(name: segments[n - 1].0, data: segments[n - 1].1)
+        }
+        try sandbox.directory("pgdata/pg_wal")
+        let spool = WALPrefetchSpool(dataDirectory: sandbox.path("pgdata"))
+        func spooled() -> [String] {
+            ((try? FileManager.default.contentsOfDirectory(atPath: spool.directory)) ?? []).filter { !$0.hasPrefix(".") }.sorted()
+        }
+        func waitFor(_ expected: [String]) async throws {
+            let deadline = Date().addingTimeInterval(10)
+            while spooled() != expected, Date() < deadline { try await Task.sleep(for: .milliseconds(10)) }
+            #expect(spooled() == expected)
+        }
+        let first = WALSegment(timeline: 1, number: 1, segmentSize: 16 << 20)
+        let prefetcher = Task {
+            await WALArchive(repository: repo, logger: TestSandbox.logger()).prefetch(into: spool, from: first, segmentSize: 16 << 20, ahead: 3)
+        }
+        try await waitFor(segments[0..<3].map(\.0))
+        let target = sandbox.path("pgdata/pg_wal/RECOVERYXLOG")
+        for (i, (name, data)) in segments.enumerated() {
+            // Refilled up to three ahead, never past the end of the archive.
+            try await waitFor(segments[i..<min(i + 3, 5)].map(\.0))
+            #expect(spool.take(name, destination: target))
+            #expect(try Data(contentsOf: URL(fileURLWithPath: target)) == data)
+        }
+        await prefetcher.value  // returned by itself: segment 6 is not archived
+        #expect(spooled().isEmpty)
+    }
+
     @Test func pushIsIdempotentAndRefusesConflicts() async throws {
         let sandbox = try TestSandbox("walpush")
         defer { Task { await sandbox.remove() } }

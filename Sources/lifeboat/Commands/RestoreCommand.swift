@@ -64,10 +64,8 @@ struct RestoreCommand: AsyncParsableCommand {
             restoreCommand: fetch, archiveMode: mode, targetTimeline: try timeline(), parallelism: try settings.parallelism(parallelism), start: start,
             port: port ?? 5432, socketDirectory: socketDir ?? "/tmp", listenAddresses: listen ?? "127.0.0.1",
             binDirectory: pgBin ?? settings.string("pg_bin"), serverEnvironment: serverEnv,
-            recoveryTimeout: try HumanDuration.parse(recoveryTimeout ?? "1h"))
-        var prefetching = options
-        prefetching.walPrefetch = try settings.walPrefetch(nil)
-        let report = try await RestoreEngine(repository: repo, logger: logger).run(prefetching)
+            recoveryTimeout: try HumanDuration.parse(recoveryTimeout ?? "1h"), walPrefetch: try settings.walPrefetch(nil))
+        let report = try await RestoreEngine(repository: repo, logger: logger).run(options)
         if json {
             try Output.json(report)
             return
