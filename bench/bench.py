@@ -559,7 +559,7 @@ def write(results, out):
         vals = [t[n].get(key) for n in names]
         ratios = [f"{vals[0] / v:.2f}×" if vals[0] is not None and v else "n/a" for v in vals[1:]]
         lines.append(f"| {row_label} | " + " | ".join(fmt(v, key) for v in vals) + " | " + " | ".join(ratios) + " |")
-        if vals[0] is not None and vals[1]:
+        if len(vals) > 1 and vals[0] is not None and vals[1]:
             svg_bars.append((row_label, vals[0] / vals[1]))
     lines += ["", "Floor: " + "; ".join(f"{k}: {v}" for k, v in results["floor"].items()), ""]
     with open(os.path.join(out, "latest.md"), "w") as f:
