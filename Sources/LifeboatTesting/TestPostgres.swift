@@ -73,19 +73,26 @@ public struct TestPostgres: Sendable {
         let segment = try await value("SELECT pg_walfile_name(pg_current_wal_lsn())") ?? ""
         _ = try await query("SELECT pg_switch_wal()")
         let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            // Not pg_stat_archiver.last_archived_wal: a .backup history file archived after a later
-            // segment makes it go backwards. The segment's .done status is the truth.
-            // ...and nothing else is waiting either: a .backup history file may be archived after a
-            // later segment, and tests comparing the repository need it settled.
-            if try await value("SELECT \(PostgresArchive.archivedCondition(segment))") == "true",
-                try await value("SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'") == "0"
-            {
-                return
-            }
+        // Not pg_stat_archiver.last_archived_wal: a .backup history file archived after a later
+        // segment makes it go backwards. The segment's .done status is the truth.
+        while try await value("SELECT \(PostgresArchive.archivedCondition(segment))") != "true" {
+            guard Date() < deadline else { throw LifeboatError(.timeout, "segment \(segment) was not archived within \(timeout)s") }
             try await Task.sleep(for: .milliseconds(50))
         }
-        throw LifeboatError(.timeout, "segment \(segment) was not archived within \(timeout)s")
+        // ...and nothing else is waiting either (tests comparing repositories need it settled).
+        try await waitForArchiverIdle(timeout: max(1, deadline.timeIntervalSinceNow))
+    }
+
+    /// Waits until the archiver has no file left to archive: every archive_command that was due has
+    /// returned (`.ready` turns `.done` only then). A backup waits for its own WAL, not for the
+    /// `.backup` history file pg_backup_stop(false) leaves to the archiver.
+    public func waitForArchiverIdle(timeout: TimeInterval = 30) async throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if try await value("SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'") == "0" { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw LifeboatError(.timeout, "the archiver still had files to archive after \(timeout)s")
     }
 
     /// Runs pgbench against this cluster.

@@ -23,6 +23,7 @@ import Glibc
         _ = try await pg.query("CREATE TABLE t AS SELECT generate_series(1, 1000) AS id")
         try await pg.archiveCurrentWAL()
         #expect(try await LifeboatCLI.run(["backup"] + config, environment: env).status == 0)
+        try await pg.waitForArchiverIdle()
         var info = try LifeboatCLI.json(try await LifeboatCLI.run(["info", "--json"] + config, environment: env))
         var lag = try #require((info["replicas"] as? [[String: Any]])?.first)
         #expect((lag["missingBackups"] as? [String])?.count == 1, "backups reach replicas by copy")
