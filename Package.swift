@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "LifeboatRepository", targets: ["LifeboatRepository"]),
         .library(name: "LifeboatPostgres", targets: ["LifeboatPostgres"]),
         .library(name: "LifeboatRunbooks", targets: ["LifeboatRunbooks"]),
+        .library(name: "LifeboatService", targets: ["LifeboatService"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -19,6 +20,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
@@ -51,13 +54,24 @@ let package = Package(
             ],
             swiftSettings: strict),
         .target(
+            name: "LifeboatService",
+            dependencies: [
+                "LifeboatCore", "LifeboatRepository", "LifeboatPostgres", "LifeboatRunbooks",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            swiftSettings: strict),
+        .target(
             name: "LifeboatTesting",
             dependencies: ["LifeboatCore", "LifeboatRepository", "LifeboatPostgres"],
             swiftSettings: strict),
         .executableTarget(
             name: "lifeboat",
             dependencies: [
-                "LifeboatCore", "LifeboatRepository", "LifeboatPostgres", "LifeboatRunbooks", "CLinuxSys",
+                "LifeboatCore", "LifeboatRepository", "LifeboatPostgres", "LifeboatRunbooks", "LifeboatService", "CLinuxSys",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
@@ -73,6 +87,7 @@ let package = Package(
         .testTarget(
             name: "LifeboatRunbooksTests",
             dependencies: ["LifeboatRunbooks", "LifeboatTesting"], swiftSettings: strict),
+        .testTarget(name: "LifeboatServiceTests", dependencies: ["LifeboatService", "LifeboatTesting"], swiftSettings: strict),
         .testTarget(
             name: "LifeboatCLITests",
             dependencies: ["LifeboatTesting", "lifeboat"], swiftSettings: strict),

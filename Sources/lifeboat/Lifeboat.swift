@@ -11,7 +11,7 @@ struct Lifeboat: AsyncParsableCommand {
         discussion: "Exit codes: 0 ok, 1 internal, 2 usage, 3 repository, 4 wrong key, 5 integrity, 6 not found, 7 locked, 8 postgres, 9 target not empty, 10 WAL conflict, 11 I/O, 12 recovery failed, 13 external command, 14 timeout, 15 drill or runbook failed, 16 not confirmed.",
         version: LifeboatVersion.current,
         subcommands: [RepoCommand.self, BackupCommand.self, WALCommand.self, RestoreCommand.self, InfoCommand.self,
-            VerifyCommand.self, ExpireCommand.self, CopyCommand.self, DrillCommand.self, RunbookCommand.self, DemoCommand.self])
+            VerifyCommand.self, ExpireCommand.self, CopyCommand.self, DrillCommand.self, RunbookCommand.self, ServeCommand.self, DemoCommand.self])
 
     static func main() async {
         // Chunk-sized buffers (1 MiB and up) would each be a fresh mmap, paid again as page faults on

@@ -28,7 +28,7 @@ struct GlobalOptions: ParsableArguments {
 struct Settings {
     static let knownKeys: Set<String> = [
         "repo", "key_file", "passphrase", "pgdata", "pghost", "pgport", "pguser", "pgdatabase", "pgpassword", "pg_bin",
-        "parallelism", "compression", "compression_level", "chunk_size", "retention", "wal_timeout", "wal_prefetch", "log_level", "drill", "state_dir", "s3", "append_only", "replicas",
+        "parallelism", "compression", "compression_level", "chunk_size", "retention", "wal_timeout", "wal_prefetch", "log_level", "drill", "state_dir", "s3", "append_only", "replicas", "serve",
     ]
     static let knownS3Keys: Set<String> = [
         "region", "endpoint", "path_style", "profile", "access_key_id", "secret_access_key", "session_token",
@@ -36,6 +36,13 @@ struct Settings {
     ]
     static let knownDrillKeys: Set<String> = ["scratch_dir", "report_dir", "objectives", "checks"]
     static let knownRetentionKeys: Set<String> = ["recovery_window", "manual"]
+    static let knownServeKeys: Set<String> = [
+        "listen", "backup_window", "backup_every", "expire", "copy_to_replicas", "verify_every", "drill_every", "drill_scenario",
+        "rpo_objective", "state_file", "tick", "refresh", "retry_after",
+    ]
+    static let sections: [(String, Set<String>)] = [
+        ("retention", knownRetentionKeys), ("s3", knownS3Keys), ("drill", knownDrillKeys), ("serve", knownServeKeys),
+    ]
 
     var configPath: String?
     var file: [String: Any] = [:]
@@ -63,29 +70,14 @@ struct Settings {
                 throw LifeboatError(.invalidUsage, "unknown configuration key '\(key)' in \(path)",
                     hint: "valid keys: \(Self.knownKeys.sorted().joined(separator: ", "))")
             }
-            if let retention = dict["retention"] {
-                guard let r = retention as? [String: Any] else {
-                    throw LifeboatError(.invalidUsage, "'retention' in \(path) must be a mapping (recovery_window, manual)")
+            for (section, known) in Self.sections {
+                guard let value = dict[section] else { continue }
+                guard let m = value as? [String: Any] else {
+                    throw LifeboatError(.invalidUsage, "'\(section)' in \(path) must be a mapping (\(known.sorted().joined(separator: ", ")))")
                 }
-                for key in r.keys where !Self.knownRetentionKeys.contains(key) {
-                    throw LifeboatError(.invalidUsage, "unknown configuration key 'retention.\(key)' in \(path)",
-                        hint: "valid keys under retention: recovery_window, manual")
-                }
-            }
-            if let s3 = dict["s3"] {
-                guard let m = s3 as? [String: Any] else { throw LifeboatError(.invalidUsage, "'s3' in \(path) must be a mapping") }
-                for key in m.keys where !Self.knownS3Keys.contains(key) {
-                    throw LifeboatError(.invalidUsage, "unknown configuration key 's3.\(key)' in \(path)",
-                        hint: "valid keys under s3: \(Self.knownS3Keys.sorted().joined(separator: ", "))")
-                }
-            }
-            if let drill = dict["drill"] {
-                guard let d = drill as? [String: Any] else {
-                    throw LifeboatError(.invalidUsage, "'drill' in \(path) must be a mapping (\(Self.knownDrillKeys.sorted().joined(separator: ", ")))")
-                }
-                for key in d.keys where !Self.knownDrillKeys.contains(key) {
-                    throw LifeboatError(.invalidUsage, "unknown configuration key 'drill.\(key)' in \(path)",
-                        hint: "valid keys under drill: \(Self.knownDrillKeys.sorted().joined(separator: ", "))")
+                for key in m.keys where !known.contains(key) {
+                    throw LifeboatError(.invalidUsage, "unknown configuration key '\(section).\(key)' in \(path)",
+                        hint: "valid keys under \(section): \(known.sorted().joined(separator: ", "))")
                 }
             }
             file = dict
@@ -158,6 +150,23 @@ struct Settings {
         return o
     }
 
+    /// A restore drill (snapshot-restore or point-in-time) against a scratch cluster on this host.
+    func drillOptions(_ kind: DrillScenario, objectives: DrillObjectives, pgdata: String, production: PostgresEndpoint,
+        scratchDir: String? = nil, pgBin: String? = nil, keepBackup: Bool = false, keepScratch: Bool = false) throws -> DrillOptions
+    {
+        let (fetch, serverEnv) = restoreCommandAndEnvironment()
+        let scratch = Self.absolute(scratchDir ?? (drillSection["scratch_dir"].map { "\($0)" }) ?? "/tmp")
+        return DrillOptions(scenario: kind, production: production, pgdata: pgdata,
+            scratchRoot: scratch, restoreCommand: fetch, serverEnvironment: serverEnv, binDirectory: pgBin ?? string("pg_bin"),
+            objectives: objectives, checks: try drillChecks(), keepBackup: keepBackup, keepScratch: keepScratch,
+            walTimeout: try walTimeout())
+    }
+
+    /// `wal_timeout`: how long a backup waits for its WAL (default 10m).
+    func walTimeout(_ explicit: String? = nil) throws -> TimeInterval {
+        try HumanDuration.parse(explicit ?? string("wal_timeout") ?? "10m")
+    }
+
     static func absolute(_ path: String) -> String {
         path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
     }
@@ -174,13 +183,14 @@ struct Settings {
         return v
     }
 
-    var logLevel: Logger.Level {
-        let text = global.logLevel ?? string("log_level", env: "LIFEBOAT_LOG_LEVEL") ?? "warning"
-        return Logger.Level(rawValue: text.lowercased()) ?? .warning
+    func logLevel(default fallback: Logger.Level = .warning) -> Logger.Level {
+        let text = global.logLevel ?? string("log_level", env: "LIFEBOAT_LOG_LEVEL") ?? fallback.rawValue
+        return Logger.Level(rawValue: text.lowercased()) ?? fallback
     }
 
-    func makeLogger() -> Logger {
-        let level = logLevel
+    /// The process's logger (stderr); commands log warnings and errors, the daemon `notice` too.
+    func makeLogger(default fallback: Logger.Level = .warning) -> Logger {
+        let level = logLevel(default: fallback)
         LoggingSetup.once(level: level)
         var logger = Logger(label: "lifeboat")
         logger.logLevel = level

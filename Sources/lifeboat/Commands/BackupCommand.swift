@@ -43,7 +43,7 @@ struct BackupCommand: AsyncParsableCommand {
             endpoint: try settings.endpoint(host: pghost, port: pgport, user: pguser, database: pgdatabase),
             kind: manual ? .manual : .automated, tags: tagMap, retain: try retain.map(HumanDuration.parse),
             policy: try settings.retention(), parallelism: try settings.parallelism(parallelism),
-            walTimeout: try HumanDuration.parse(walTimeout ?? settings.string("wal_timeout") ?? "10m"))
+            walTimeout: try settings.walTimeout(walTimeout))
         let result = try await BackupEngine(repository: repo, logger: logger).run(options)
         if json {
             try Output.json(result)

@@ -54,13 +54,9 @@ struct DrillRunCommand: AsyncParsableCommand {
             throw LifeboatError(.invalidUsage, "no data directory given", hint: "pass --pgdata DIR or set PGDATA")
         }
         let repo = try await settings.openRepository(logger)
-        let (fetch, serverEnv) = settings.restoreCommandAndEnvironment()
-        let scratch = Settings.absolute(scratchDir ?? (settings.drillSection["scratch_dir"].map { "\($0)" }) ?? "/tmp")
-        let options = DrillOptions(scenario: kind,
-            production: try settings.endpoint(host: pghost, port: pgport, user: pguser, database: nil), pgdata: pgdata,
-            scratchRoot: scratch, restoreCommand: fetch, serverEnvironment: serverEnv, binDirectory: pgBin ?? settings.string("pg_bin"),
-            objectives: objectives, checks: try settings.drillChecks(), keepBackup: keepBackup, keepScratch: keepScratch,
-            walTimeout: try HumanDuration.parse(settings.string("wal_timeout") ?? "10m"))
+        let options = try settings.drillOptions(kind, objectives: objectives, pgdata: pgdata,
+            production: try settings.endpoint(host: pghost, port: pgport, user: pguser, database: nil), scratchDir: scratchDir,
+            pgBin: pgBin, keepBackup: keepBackup, keepScratch: keepScratch)
         let quiet = json
         if !quiet { print("DR drill: \(kind.rawValue) (RTO objective \(HumanDuration.format(objectives.rtoSeconds)))") }
         let report = try await Drill(repository: repo, logger: logger).run(options) { line in if !quiet { print(line) } }

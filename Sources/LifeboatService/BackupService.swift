@@ -1,0 +1,298 @@
+import Foundation
+import LifeboatCore
+import LifeboatPostgres
+import LifeboatRepository
+import LifeboatRunbooks
+import Logging
+
+/// What `serve` does, built by the CLI from the configuration.
+public struct ServiceConfiguration: Sendable {
+    public var schedule: ServiceSchedule
+    /// Automated backups (nil: the daemon only watches; backups come from elsewhere).
+    public var backup: BackupOptions?
+    /// Retention applied after every backup (nil: no expire).
+    public var expirePolicy: RetentionPolicy?
+    /// Catch replicas up after every backup.
+    public var copyToReplicas: Bool
+    /// How many replica repositories the opener gives (0: no copy job).
+    public var replicaCount: Int
+    /// The drill run every `schedule.drillEvery` (snapshot-restore or point-in-time).
+    public var drill: DrillOptions?
+    /// The cluster whose archiver is watched (nil: no live archive metrics).
+    public var production: PostgresEndpoint?
+    /// Archive lag above this makes the service unhealthy (the seed's RPO: 5 minutes).
+    public var rpoObjective: TimeInterval
+    /// Where the daemon keeps its job records.
+    public var stateFile: String
+    /// How often the schedule is looked at.
+    public var tick: TimeInterval
+    /// How often the repository is listed for metrics (a full listing: keep it minutes on S3).
+    public var refreshEvery: TimeInterval
+    public var parallelism: Int
+
+    public init(schedule: ServiceSchedule, backup: BackupOptions?, expirePolicy: RetentionPolicy?, copyToReplicas: Bool,
+        replicaCount: Int = 0, drill: DrillOptions?, production: PostgresEndpoint?, rpoObjective: TimeInterval = 300, stateFile: String,
+        tick: TimeInterval = 30, refreshEvery: TimeInterval = 60, parallelism: Int = 4)
+    {
+        self.schedule = schedule
+        self.backup = backup
+        self.expirePolicy = expirePolicy
+        self.copyToReplicas = copyToReplicas
+        self.replicaCount = replicaCount
+        self.drill = drill
+        self.production = production
+        self.rpoObjective = rpoObjective
+        self.stateFile = stateFile
+        self.tick = tick
+        self.refreshEvery = refreshEvery
+        self.parallelism = parallelism
+    }
+}
+
+/// The daemon: runs due jobs one at a time (a backup, then expire and the replica copy; verify;
+/// drills), keeps their records in the state file, and observes the repository and the archiver for
+/// /status, /metrics and /healthz. Cancelling `run()` stops it; a job cut short leaves what an
+/// interrupted command leaves (garbage at worst, never a visible broken backup).
+public actor BackupService {
+    public typealias ReplicaOpener = @Sendable () async throws -> [Repository]
+
+    let repository: Repository
+    let openReplicas: ReplicaOpener
+    let configuration: ServiceConfiguration
+    let logger: Logger
+    var state: ServiceState
+    var running: ServiceJob?
+    var repositoryObservation: RepositoryObservation?
+    var repositoryError: String?
+    var lastDrill: DrillObservation?
+    var replicas: [ReplicaLag] = []
+    var archiver: ArchiverStatus?
+    var archiverError: String?
+    var archiverReadAt: Date = .distantPast
+
+    public init(repository: Repository, replicas: @escaping ReplicaOpener, configuration: ServiceConfiguration, logger: Logger) throws {
+        self.repository = repository
+        openReplicas = replicas
+        self.configuration = configuration
+        self.logger = logger
+        state = try ServiceState.load(configuration.stateFile)
+    }
+
+    /// Runs the schedule until cancelled.
+    public func run() async {
+        await observeRepository()
+        var observedAt = Date()
+        while !Task.isCancelled {
+            await runDueJobs(now: Date())
+            if Date().timeIntervalSince(observedAt) >= configuration.refreshEvery {
+                await observeRepository()
+                observedAt = Date()
+            }
+            try? await Task.sleep(for: .seconds(configuration.tick))
+        }
+        logger.notice("lifeboat serve stopping")
+    }
+
+    /// Runs every job that is due now, in order; returns the jobs it ran.
+    @discardableResult
+    public func runDueJobs(now: Date) async -> [ServiceJob] {
+        var ran: [ServiceJob] = []
+        let schedule = configuration.schedule
+        if let options = configuration.backup,
+            let due = schedule.backupDue(lastStart: repositoryObservation?.newestAutomatedStart,
+                lastFailure: state[.backup]?.lastFailureAt, now: now)
+        {
+            ran.append(.backup)
+            let ok = await perform(.backup, reason: due.reason) {
+                let result = try await BackupEngine(repository: self.repository, logger: self.logger).run(options)
+                let b = result.backup
+                return "backup \(b.id): \(b.logicalBytes) bytes read, \(b.newStoredBytes) stored new, in \(HumanDuration.format(result.durationSeconds))"
+            }
+            if ok, let policy = configuration.expirePolicy {
+                ran.append(.expire)
+                await perform(.expire, reason: "after the backup") {
+                    let r = try await Expirer(repository: self.repository, policy: policy).run(dryRun: false)
+                    return "\(r.backups.filter { !$0.keep }.count) backup(s) expired, \(r.chunksRemoved) chunks and \(r.walFilesRemoved) WAL files removed"
+                }
+            }
+            if ok, configuration.copyToReplicas, configuration.replicaCount > 0 {
+                ran.append(.copy)
+                await perform(.copy, reason: "after the backup") {
+                    var lines: [String] = []
+                    var problems = 0
+                    for target in try await self.openReplicas() {
+                        let r = try await RepositoryCopier(source: self.repository, target: target,
+                            parallelism: self.configuration.parallelism, logger: self.logger).run(backupIDs: nil, verify: false)
+                        lines.append("\(target.store.location): \(r.copiedBackups.count) backup(s), \(r.walFilesCopied) WAL file(s) copied")
+                        problems += r.verifyProblems?.count ?? 0
+                    }
+                    if problems > 0 { throw LifeboatError(.integrity, "replicas have \(problems) problem(s) after the copy") }
+                    return lines.joined(separator: "; ")
+                }
+            }
+            await observeRepository()
+        }
+        if let due = ServiceSchedule.periodicDue(every: schedule.verifyEvery, last: state[.verify]?.lastSuccessAt,
+            lastFailure: state[.verify]?.lastFailureAt, retryAfter: schedule.retryAfter, now: now)
+        {
+            ran.append(.verify)
+            await perform(.verify, reason: due.reason) {
+                let r = try await Verifier(repository: self.repository, parallelism: self.configuration.parallelism).run()
+                guard r.ok else {
+                    throw LifeboatError(.integrity, "verify found \(r.problems.count) problem(s), first: \(r.problems[0].object): \(r.problems[0].message)",
+                        hint: "run `lifeboat verify` for the full list")
+                }
+                return "\(r.objectsChecked) objects, \(r.backupsChecked) backups and \(r.walFilesChecked) WAL files checked"
+            }
+        }
+        if let options = configuration.drill,
+            let due = ServiceSchedule.periodicDue(every: schedule.drillEvery, last: lastDrill?.startedAt,
+                lastFailure: state[.drill]?.lastFailureAt, retryAfter: schedule.retryAfter, now: now)
+        {
+            ran.append(.drill)
+            await perform(.drill, reason: due.reason) {
+                let report = try await Drill(repository: self.repository, logger: self.logger).run(options) { line in
+                    self.logger.info("drill: \(line)")
+                }
+                guard report.passed else {
+                    throw LifeboatError(.objectiveMissed, "drill \(report.id) failed: \(report.error ?? "a check failed or an objective was missed")",
+                        hint: "`lifeboat drill history` and the report show which")
+                }
+                return "drill \(report.id) passed: RTO \(HumanDuration.format(report.rtoSeconds)), RPO \(report.rpoSeconds.map { String(format: "%.3f s", $0) } ?? "n/a")"
+            }
+            await observeRepository()
+        }
+        return ran
+    }
+
+    /// Runs one job, records it before and after (the record survives a crash as "started").
+    @discardableResult
+    func perform(_ job: ServiceJob, reason: String, _ body: @Sendable () async throws -> String) async -> Bool {
+        let started = Date()
+        var record = state[job] ?? JobRecord(startedAt: started, reason: reason, message: "", runs: 0, failures: 0)
+        record.startedAt = started
+        record.finishedAt = nil
+        record.succeeded = nil
+        record.reason = reason
+        record.message = "running"
+        record.runs += 1
+        state[job] = record
+        saveState()
+        running = job
+        logger.notice("job started", metadata: ["lifeboat.job": .string(job.rawValue), "lifeboat.reason": .string(reason)])
+        defer { running = nil }
+        let outcome: Result<String, any Error>
+        do {
+            outcome = .success(try await body())
+        } catch {
+            outcome = .failure(error)
+        }
+        let finished = Date()
+        record.finishedAt = finished
+        switch outcome {
+        case .success(let message):
+            record.succeeded = true
+            record.message = message
+            record.lastSuccessAt = finished
+            logger.notice("job succeeded", metadata: ["lifeboat.job": .string(job.rawValue), "lifeboat.result": .string(message)])
+        case .failure(let error):
+            record.succeeded = false
+            record.failures += 1
+            record.lastFailureAt = finished
+            record.message = (error as? LifeboatError)?.description ?? "\(error)"
+            logger.error("job failed", metadata: ["lifeboat.job": .string(job.rawValue), "lifeboat.error": .string(record.message)])
+        }
+        state[job] = record
+        saveState()
+        return record.succeeded == true
+    }
+
+    func saveState() {
+        do {
+            try state.save(configuration.stateFile)
+        } catch {
+            logger.error("cannot save the service state", metadata: ["lifeboat.error": .string("\(error)")])
+        }
+    }
+
+    /// Lists the repository (backups, WAL, drills) and measures replica lag.
+    public func observeRepository() async {
+        do {
+            let summary = try await RepositorySummary.make(repository)
+            repositoryObservation = RepositoryObservation(summary, observedAt: Date())
+            let scenario = configuration.drill?.scenario
+            let drills = try await DrillHistory.all(repository).filter { scenario == nil || $0.scenario == scenario }
+            lastDrill = drills.last.map {
+                DrillObservation(id: $0.id, scenario: $0.scenario.rawValue, startedAt: $0.startedAt, passed: $0.passed,
+                    rtoSeconds: $0.rtoSeconds, rtoObjectiveSeconds: $0.objectives.rtoSeconds, rpoSeconds: $0.rpoSeconds)
+            }
+            repositoryError = nil
+        } catch {
+            repositoryError = (error as? LifeboatError)?.message ?? "\(error)"
+            logger.error("cannot observe the repository", metadata: ["lifeboat.error": .string(repositoryError ?? "")])
+        }
+        var lags: [ReplicaLag] = []
+        do {
+            for replica in try await openReplicas() {
+                do {
+                    lags.append(try await ReplicaLag.measure(primary: repository, replica: replica))
+                } catch {
+                    lags.append(ReplicaLag(location: replica.store.location, missingBackups: [], missingWALFiles: -1))
+                }
+            }
+        } catch {
+            lags.append(ReplicaLag(location: "replicas (cannot open: \((error as? LifeboatError)?.message ?? "\(error)"))", missingBackups: [], missingWALFiles: -1))
+        }
+        replicas = lags
+    }
+
+    /// Reads the cluster's archiver state (at most once a second; scrapes may come often).
+    func observeArchiver() async {
+        guard let endpoint = configuration.production, Date().timeIntervalSince(archiverReadAt) >= 1 else { return }
+        archiverReadAt = Date()
+        do {
+            let session = try await PostgresSession.connect(endpoint, logger: logger)
+            defer { Task { await session.close() } }
+            archiver = try await ArchiverStatus.read(session)
+            archiverError = nil
+        } catch {
+            archiver = nil
+            archiverError = (error as? LifeboatError)?.message ?? "\(error)"
+        }
+    }
+
+    /// Everything known now, the archiver read fresh.
+    public func snapshot() async -> ServiceSnapshot {
+        await observeArchiver()
+        let now = Date()
+        return ServiceSnapshot(now: now, repositoryLocation: repository.store.location, schedule: configuration.schedule,
+            rpoObjectiveSeconds: configuration.rpoObjective, repository: repositoryObservation, repositoryError: repositoryError,
+            archiver: archiver, archiverError: archiverError, replicas: replicas, lastDrill: lastDrill, jobs: state.jobs,
+            running: running?.rawValue,
+            nextBackup: configuration.backup == nil ? nil
+                : configuration.schedule.nextBackup(lastStart: repositoryObservation?.newestAutomatedStart, now: now))
+    }
+
+    /// The HTTP routes.
+    public func answer(method: String, path: String) async -> HTTPAnswer {
+        let s = await snapshot()
+        switch path {
+        case "/metrics":
+            return HTTPAnswer(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: ServiceMetrics.render(s))
+        case "/healthz", "/health":
+            let h = s.health
+            return HTTPAnswer(status: h.healthy ? 200 : 503, body: h.healthy ? "ok\n" : h.problems.map { "- \($0)\n" }.joined())
+        case "/status", "/":
+            let encoder = RepositoryJSON.encoder()
+            encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+            struct Status: Encodable {
+                var snapshot: ServiceSnapshot
+                var health: HealthReport
+            }
+            let body = (try? encoder.encode(Status(snapshot: s, health: s.health))).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+            return HTTPAnswer(status: 200, contentType: "application/json", body: body + "\n")
+        default:
+            return HTTPAnswer(status: 404, body: "not found: try /metrics, /healthz or /status\n")
+        }
+    }
+}
