@@ -76,6 +76,17 @@ public actor BackupService {
         self.configuration = configuration
         self.logger = logger
         state = try ServiceState.load(configuration.stateFile)
+        // A job the previous daemon never finished (killed, host rebooted) counts as failed: it
+        // shows in health and metrics instead of staying "running" forever.
+        for job in ServiceJob.allCases {
+            guard var record = state[job], record.finishedAt == nil else { continue }
+            record.finishedAt = record.startedAt
+            record.succeeded = false
+            record.failures += 1
+            record.lastFailureAt = record.startedAt
+            record.message = "interrupted: the daemon stopped during the job (started \(Timestamp.format(record.startedAt)))"
+            state[job] = record
+        }
     }
 
     /// Runs the schedule until cancelled.

@@ -84,6 +84,16 @@ func http(_ url: String, method: String = "GET") async throws -> (status: Int, b
         #expect(try await restored.value("SELECT count(*) FROM t") == "30000")
         try await restored.stop()
 
+        // A job a killed daemon left "running" counts as a failure after a restart, with the reason.
+        var saved = try ServiceState.load(stateFile)
+        saved[.verify] = JobRecord(startedAt: Date(), reason: "every 1.0d", message: "running", runs: 2, failures: 0)
+        try saved.save(stateFile)
+        service = try BackupService(repository: try await primary.reopen(), replicas: replicas, configuration: configuration,
+            logger: TestSandbox.logger())
+        let afterKill = await service.snapshot()
+        #expect(afterKill.jobs["verify"]?.succeeded == false && afterKill.jobs["verify"]?.failures == 1)
+        #expect(afterKill.health.problems.contains { $0.contains("verify failed") && $0.contains("interrupted") }, "\(afterKill.health.problems)")
+
         // One daemon per state file.
         let lock = try ServiceLock(stateFile: stateFile)
         #expect(throws: LifeboatError.self) { try ServiceLock(stateFile: stateFile) }
