@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "LifeboatPostgres", targets: ["LifeboatPostgres"]),
         .library(name: "LifeboatRunbooks", targets: ["LifeboatRunbooks"]),
         .library(name: "LifeboatService", targets: ["LifeboatService"]),
+        .library(name: "LifeboatAWS", targets: ["LifeboatAWS"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -21,6 +22,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
@@ -42,13 +44,18 @@ let package = Package(
             dependencies: [
                 "LifeboatCore", "LifeboatRepository", "CLinuxSys",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
         .target(
+            name: "LifeboatAWS",
+            dependencies: ["LifeboatCore", "LifeboatRepository"],
+            swiftSettings: strict),
+        .target(
             name: "LifeboatRunbooks",
             dependencies: [
-                "LifeboatCore", "LifeboatRepository", "LifeboatPostgres",
+                "LifeboatCore", "LifeboatRepository", "LifeboatPostgres", "LifeboatAWS",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
             ],
@@ -87,6 +94,7 @@ let package = Package(
         .testTarget(
             name: "LifeboatRunbooksTests",
             dependencies: ["LifeboatRunbooks", "LifeboatTesting"], swiftSettings: strict),
+        .testTarget(name: "LifeboatAWSTests", dependencies: ["LifeboatAWS", "LifeboatRunbooks", "LifeboatTesting"], swiftSettings: strict),
         .testTarget(name: "LifeboatServiceTests", dependencies: ["LifeboatService", "LifeboatTesting"], swiftSettings: strict),
         .testTarget(
             name: "LifeboatCLITests",

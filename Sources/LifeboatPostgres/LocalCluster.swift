@@ -105,7 +105,9 @@ public struct LocalCluster: Sendable {
     /// Starts the server and waits until it accepts connections (which, during targeted recovery,
     /// is once the restored data is consistent).
     public func start(environment: [String: String] = [:], timeout: TimeInterval = 300) async throws {
-        FileManager.default.createFile(atPath: logFile, contents: nil)
+        guard FileManager.default.createFile(atPath: logFile, contents: nil) else {
+            throw LifeboatError(.io, "cannot create the server log \(logFile)", hint: "check free space and permissions")
+        }
         user?.own(logFile)
         let options = "-p \(port) -k \(socketDirectory) -c listen_addresses=\(listenAddresses)"
         let result = try await CommandRunner.run(binaries.path("pg_ctl"),

@@ -5,6 +5,7 @@ import Foundation
 import LifeboatCore
 import Logging
 import NIOCore
+import NIOSSL
 import PostgresNIO
 
 /// Where and as whom to connect; filled from options, config and libpq's environment variables.
@@ -33,8 +34,18 @@ public struct PostgresEndpoint: Sendable, Equatable {
         if host.hasPrefix("/") {
             return .init(unixSocketPath: "\(host)/.s.PGSQL.\(port)", username: user, password: password, database: database)
         }
-        return .init(host: host, port: port, username: user, password: password, database: database, tls: .disable)
+        return .init(host: host, port: port, username: user, password: password, database: database, tls: Self.preferTLS)
     }
+
+    /// Over TCP, TLS when the server offers it and plain otherwise, certificates not verified: what
+    /// libpq's default `sslmode=prefer` does (managed servers such as Aurora PostgreSQL 15+ refuse
+    /// plain connections).
+    static let preferTLS: PostgresConnection.Configuration.TLS = {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.certificateVerification = .none
+        guard let context = try? NIOSSLContext(configuration: tls) else { return .disable }
+        return .prefer(context)
+    }()
 }
 
 /// One open connection. Queries use the simple protocol and return every value as text, which is

@@ -293,7 +293,9 @@ public struct RestoreEngine: Sendable {
         try record.backupLabel.write(toFile: dest + "/backup_label", atomically: false, encoding: .utf8)
         // Tablespaces are restored in place under pg_tblspc, so no tablespace_map is written: it would
         // point the restored cluster at the original tablespace locations.
-        FileManager.default.createFile(atPath: dest + "/recovery.signal", contents: Data())
+        guard FileManager.default.createFile(atPath: dest + "/recovery.signal", contents: Data()) else {
+            throw LifeboatError(.io, "cannot write \(dest)/recovery.signal", hint: "check free space and permissions in \(dest)")
+        }
         var settings = options.target.recoverySettings()
         settings["restore_command"] = options.restoreCommand
         settings["recovery_target_timeline"] = options.targetTimeline

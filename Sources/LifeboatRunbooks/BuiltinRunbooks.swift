@@ -5,8 +5,105 @@ public enum BuiltinRunbooks {
     public static let all: [String: String] = [
         "emergency-failover": emergencyFailover, "database-corruption": databaseCorruption, "service-outage": serviceOutage,
         "bad-deployment": badDeployment, "accidental-deletion": accidentalDeletion, "ransomware": ransomware,
-        "regional-outage": regionalOutage,
+        "regional-outage": regionalOutage, "aws-emergency-failover": awsEmergencyFailover, "aws-service-outage": awsServiceOutage,
     ]
+
+    static let awsEmergencyFailover = """
+        name: aws-emergency-failover
+        description: >
+          The seed's emergency database failover on AWS, step for step: scale the application services
+          to 0, snapshot the current Aurora cluster, restore the point 15 minutes back into a new
+          cluster (production's security groups, subnet group and KMS key, a serverless instance at
+          0.5-1.0 ACU), verify it over its endpoint, have the task definitions pointed at it, then
+          scale the services back to the counts they had, with a new deployment.
+        production: true
+        vars:
+          region: us-east-1
+          ecs_cluster: omnirapeutic-production
+          services: "omnirapeutic-production-api,omnirapeutic-production-web,omnirapeutic-production-worker"
+          db_cluster: omnirapeutic-production
+          failover_cluster: omnirapeutic-production-failover
+          minutes_ago: "15"
+          security_groups: ""
+          subnet_group: omnirapeutic-production-aurora-subnet-group
+          kms_key_id: ""
+          db_port: "5432"
+          db_user: postgres
+          db_name: postgres
+          db_password_env: PGPASSWORD
+          verify_sql: "SELECT 1"
+        steps:
+          - name: stop-application
+            action: aws.ecs.scale
+            with: { region: "${vars.region}", cluster: "${vars.ecs_cluster}", services: "${vars.services}", desired_count: "0" }
+            confirm: "Scale ${vars.services} to 0? The application serves nothing until the last step."
+          - name: snapshot-current
+            description: the damaged cluster, kept for the investigation; the failover goes on if it fails
+            action: aws.rds.snapshot
+            with: { region: "${vars.region}", cluster: "${vars.db_cluster}", tags: { Purpose: emergency-failover, CreatedBy: lifeboat-runbook } }
+            on_failure: continue
+          - name: restore
+            action: aws.rds.restore
+            with:
+              region: "${vars.region}"
+              source_cluster: "${vars.db_cluster}"
+              target_cluster: "${vars.failover_cluster}"
+              minutes_ago: "${vars.minutes_ago}"
+              security_groups: "${vars.security_groups}"
+              subnet_group: "${vars.subnet_group}"
+              kms_key_id: "${vars.kms_key_id}"
+              instance_class: db.serverless
+              min_capacity: "0.5"
+              max_capacity: "1.0"
+            timeout: 4h
+          - name: verify-restored
+            action: verify
+            with:
+              host: "${steps.restore.endpoint}"
+              port: "${vars.db_port}"
+              user: "${vars.db_user}"
+              database: "${vars.db_name}"
+              password_env: "${vars.db_password_env}"
+              checks:
+                - { name: application query, sql: "${vars.verify_sql}" }
+          - name: point-application
+            action: wait
+            with: { duration: 0s }
+            confirm: "Update the ECS task definitions (or the secret they read) with the new endpoint ${steps.restore.endpoint}; confirm when done."
+          - name: restart-application
+            action: aws.ecs.scale
+            with:
+              region: "${vars.region}"
+              cluster: "${vars.ecs_cluster}"
+              services: "${vars.services}"
+              counts: "${steps.stop-application.previous_counts}"
+              force_new_deployment: true
+        """
+
+    static let awsServiceOutage = """
+        name: aws-service-outage
+        description: >
+          Scenario 2 on ECS: all tasks down. Check the service, force a new deployment and wait until
+          it is stable; if it does not stabilise, roll back to the previous task definition revision.
+        production: true
+        vars:
+          region: us-east-1
+          ecs_cluster: omnirapeutic-production
+          service: omnirapeutic-production-api
+          stable_timeout: 15m
+        steps:
+          - name: status
+            action: aws.ecs.status
+            with: { region: "${vars.region}", cluster: "${vars.ecs_cluster}", service: "${vars.service}" }
+          - name: redeploy
+            action: aws.ecs.redeploy
+            with: { region: "${vars.region}", cluster: "${vars.ecs_cluster}", service: "${vars.service}", timeout: "${vars.stable_timeout}" }
+            confirm: "Force a new deployment of ${vars.service}?"
+            on_failure:
+              - name: rollback
+                action: aws.ecs.rollback
+                with: { region: "${vars.region}", cluster: "${vars.ecs_cluster}", service: "${vars.service}", timeout: "${vars.stable_timeout}" }
+        """
 
     static let emergencyFailover = """
         name: emergency-failover

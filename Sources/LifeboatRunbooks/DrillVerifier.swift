@@ -7,17 +7,27 @@ import Logging
 /// pgbench's invariant holds where its tables exist, no page checksum failed, and `pg_amcheck`
 /// finds no corruption.
 public struct DrillVerifier: Sendable {
-    public var cluster: LocalCluster
+    public var endpoint: PostgresEndpoint
+    /// A cluster on this host (pg_amcheck runs only there); nil for a remote one (Aurora).
+    public var cluster: LocalCluster?
     public var logger: Logger
 
     public init(cluster: LocalCluster, logger: Logger) {
+        endpoint = cluster.endpoint()
         self.cluster = cluster
+        self.logger = logger
+    }
+
+    /// A cluster reached over the network: every check but pg_amcheck.
+    public init(endpoint: PostgresEndpoint, logger: Logger) {
+        self.endpoint = endpoint
+        cluster = nil
         self.logger = logger
     }
 
     public func run(_ userChecks: [DrillCheck], amcheck runAmcheck: Bool = true) async throws -> [DrillReport.CheckResult] {
         var results: [DrillReport.CheckResult] = []
-        let session = try await PostgresSession.connect(cluster.endpoint(), logger: logger)
+        let session = try await PostgresSession.connect(endpoint, logger: logger)
         defer { Task { await session.close() } }
         func record(_ name: String, _ passed: Bool, _ detail: String) {
             results.append(.init(name: name, passed: passed, detail: detail))
@@ -50,8 +60,7 @@ public struct DrillVerifier: Sendable {
             record("no page checksum failures", failures == "0", "checksum_failures = \(failures)")
         }
 
-        let amcheck = cluster.binaries.path("pg_amcheck")
-        if runAmcheck, FileManager.default.isExecutableFile(atPath: amcheck) {
+        if runAmcheck, let cluster, case let amcheck = cluster.binaries.path("pg_amcheck"), FileManager.default.isExecutableFile(atPath: amcheck) {
             let result = try await CommandRunner.run(amcheck,
                 ["-h", cluster.socketDirectory, "-p", String(cluster.port), "-U", cluster.superuser, "--install-missing", "--all",
                  "--heapallindexed"], as: cluster.user, check: false, timeout: 3600)

@@ -20,11 +20,15 @@ public struct RunbookContext: Sendable {
     public var restoreCommand: String
     public var serverEnvironment: [String: String]
     public var binDirectory: String?
+    /// The configuration's `aws:` section (region, endpoint, profile, credentials) for aws.* steps.
+    public var aws: [String: String]
     public var logger: Logger
 
     public init(repository: @escaping @Sendable () async throws -> Repository, production: PostgresEndpoint, pgdata: String?,
-        restoreCommand: String, serverEnvironment: [String: String] = [:], binDirectory: String? = nil, logger: Logger)
+        restoreCommand: String, serverEnvironment: [String: String] = [:], binDirectory: String? = nil, aws: [String: String] = [:],
+        logger: Logger)
     {
+        self.aws = aws
         self.repository = repository
         self.production = production
         self.pgdata = pgdata
@@ -51,7 +55,9 @@ public enum RunbookActions {
 
     public static let all: [String: RunbookAction] = {
         var a: [String: RunbookAction] = [:]
-        for action in [shell, backup, restore, postgresStart, postgresStop, verify, repositoryVerify, endpointSwitch, httpCheck, wait, notify] + services {
+        for action in [shell, backup, restore, postgresStart, postgresStop, verify, repositoryVerify, endpointSwitch, httpCheck, wait, notify]
+            + services + AWSActions.all
+        {
             a[action.name] = action
         }
         return a
@@ -165,7 +171,7 @@ public enum RunbookActions {
     }
 
     static let verify = RunbookAction(name: "verify", destructive: false,
-        describe: { "verify the cluster on port \($0.optional("port") ?? "?"): \($0.list("checks").count) SQL check(s), invariants, checksums" }
+        describe: { "verify the cluster at \($0.optional("host") ?? "port \($0.optional("port") ?? "?")"): \($0.list("checks").count) SQL check(s), invariants, checksums" }
     ) { inputs, ctx in
         var checks: [DrillCheck] = []
         for (n, item) in inputs.list("checks").enumerated() {
@@ -175,8 +181,18 @@ public enum RunbookActions {
             checks.append(DrillCheck(name: m["name"]?.text ?? sql, sql: sql, expect: m["expect"]?.text,
                 min: m["min"]?.text.flatMap(Double.init), max: m["max"]?.text.flatMap(Double.init)))
         }
-        let results = try await DrillVerifier(cluster: try cluster(inputs, ctx), logger: ctx.logger)
-            .run(checks, amcheck: inputs.bool("amcheck", default: true))
+        let verifier: DrillVerifier
+        if let host = inputs.optional("host") {
+            // A remote cluster (a restored Aurora cluster's endpoint): the password from the
+            // environment variable named by password_env, never from the runbook or its journal.
+            let password = inputs.optional("password_env").flatMap { ProcessInfo.processInfo.environment[$0] }
+            verifier = DrillVerifier(endpoint: PostgresEndpoint(host: host, port: try inputs.int("port", default: 5432),
+                user: inputs.optional("user") ?? "postgres", database: inputs.optional("database") ?? "postgres", password: password),
+                logger: ctx.logger)
+        } else {
+            verifier = DrillVerifier(cluster: try cluster(inputs, ctx), logger: ctx.logger)
+        }
+        let results = try await verifier.run(checks, amcheck: inputs.bool("amcheck", default: true))
         let failed = results.filter { !$0.passed }
         guard failed.isEmpty else {
             throw LifeboatError(.objectiveMissed, "verification failed: " + failed.map { "\($0.name) (\($0.detail))" }.joined(separator: "; "))

@@ -28,7 +28,7 @@ struct GlobalOptions: ParsableArguments {
 struct Settings {
     static let knownKeys: Set<String> = [
         "repo", "key_file", "passphrase", "pgdata", "pghost", "pgport", "pguser", "pgdatabase", "pgpassword", "pg_bin",
-        "parallelism", "compression", "compression_level", "chunk_size", "retention", "wal_timeout", "wal_prefetch", "log_level", "drill", "state_dir", "s3", "append_only", "replicas", "serve",
+        "parallelism", "compression", "compression_level", "chunk_size", "retention", "wal_timeout", "wal_prefetch", "log_level", "drill", "state_dir", "s3", "append_only", "replicas", "serve", "aws",
     ]
     static let knownS3Keys: Set<String> = [
         "region", "endpoint", "path_style", "profile", "access_key_id", "secret_access_key", "session_token",
@@ -40,8 +40,10 @@ struct Settings {
         "listen", "backup_window", "backup_every", "expire", "copy_to_replicas", "verify_every", "drill_every", "drill_scenario",
         "rpo_objective", "state_file", "tick", "refresh", "retry_after",
     ]
+    static let knownAWSKeys: Set<String> = ["region", "endpoint", "profile", "access_key_id", "secret_access_key", "session_token"]
     static let sections: [(String, Set<String>)] = [
         ("retention", knownRetentionKeys), ("s3", knownS3Keys), ("drill", knownDrillKeys), ("serve", knownServeKeys),
+        ("aws", knownAWSKeys),
     ]
 
     var configPath: String?
@@ -205,10 +207,8 @@ struct Settings {
         }
         if location.hasPrefix("s3://") {
             let section = (file["s3"] as? [String: Any]) ?? [:]
-            var explicit: [String: String] = [:]
-            let names = ["region": "region", "endpoint": "endpoint", "path_style": "path_style", "profile": "profile",
-                "access_key_id": "aws_access_key_id", "secret_access_key": "aws_secret_access_key", "session_token": "aws_session_token"]
-            for (key, name) in names { if let v = section[key] { explicit[name] = "\(v)" } }
+            var explicit = awsExplicit(section: "s3")
+            if let v = section["path_style"] { explicit["path_style"] = "\(v)" }
             var lock: ObjectLockSettings?
             if let mode = section["object_lock_mode"] {
                 guard let m = ObjectLockSettings.Mode(rawValue: "\(mode)".uppercased()) else {
@@ -223,6 +223,17 @@ struct Settings {
         var store = FileStore(root: Self.absolute(path))
         if let retention = string("append_only") { store.appendOnlyRetention = try HumanDuration.parse(retention) }
         return store
+    }
+
+    /// The `aws:` section (runbook steps on AWS) or the `s3:` section (S3 repositories), named as the
+    /// AWS CLI's files name them (the environment and ~/.aws fill in what it leaves out).
+    func awsExplicit(section name: String = "aws") -> [String: String] {
+        let section = (file[name] as? [String: Any]) ?? [:]
+        let names = ["region": "region", "endpoint": "endpoint", "profile": "profile", "access_key_id": "aws_access_key_id",
+            "secret_access_key": "aws_secret_access_key", "session_token": "aws_session_token"]
+        var explicit: [String: String] = [:]
+        for (key, name) in names { if let v = section[key] { explicit[name] = "\(v)" } }
+        return explicit
     }
 
     var keyFilePath: String? { (global.keyFile ?? string("key_file")).map(Self.absolute) }

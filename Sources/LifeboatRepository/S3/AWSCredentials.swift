@@ -31,6 +31,36 @@ public struct S3Settings: Sendable, Equatable {
         var prefix = String(rest.dropFirst(bucket.count)).trimmingCharacters(in: CharacterSet(charactersIn: "/"))
         if !prefix.isEmpty { prefix += "/" }
 
+        let account = try AWSAccount.resolve(explicit: explicit, environment: env, service: "S3", what: url)
+        let endpointText = account.endpoint
+        let region = account.region
+        let custom = endpointText != nil
+        guard let endpoint = URL(string: endpointText ?? "https://s3.\(region).amazonaws.com"), endpoint.host != nil else {
+            throw LifeboatError(.invalidUsage, "'\(endpointText ?? "")' is not an endpoint URL", hint: "write it as http://127.0.0.1:9000")
+        }
+        let pathStyle = explicit["path_style"].map { ["true", "yes", "1"].contains($0.lowercased()) } ?? (custom || bucket.contains("."))
+        return S3Settings(bucket: bucket, prefix: prefix, region: region, endpoint: endpoint, pathStyle: pathStyle,
+            accessKeyID: account.accessKeyID, secretAccessKey: account.secretAccessKey, sessionToken: account.sessionToken,
+            objectLock: objectLock)
+    }
+}
+
+/// Credentials, region and endpoint for one AWS service, found the way the AWS CLI finds them.
+public struct AWSAccount: Sendable, Equatable {
+    public var accessKeyID: String
+    public var secretAccessKey: String
+    public var sessionToken: String?
+    public var region: String
+    /// A custom endpoint (`AWS_ENDPOINT_URL_<SERVICE>`, `AWS_ENDPOINT_URL`, `endpoint_url` in the
+    /// profile, or the explicit `endpoint`); nil for AWS itself.
+    public var endpoint: String?
+
+    /// Explicit values (`aws_access_key_id`, `aws_secret_access_key`, `aws_session_token`, `region`,
+    /// `endpoint`, `profile`) win over the environment, which wins over the profile's files.
+    /// `service` names the service-specific endpoint variable: `S3`, `RDS`, `ECS`, `SECRETS_MANAGER`.
+    public static func resolve(explicit: [String: String], environment env: [String: String] = ProcessInfo.processInfo.environment,
+        service: String, what: String) throws -> AWSAccount
+    {
         let home = env["HOME"] ?? NSHomeDirectory()
         let profile = explicit["profile"] ?? env["AWS_PROFILE"] ?? "default"
         let credentialsFile = INIFile(path: env["AWS_SHARED_CREDENTIALS_FILE"] ?? home + "/.aws/credentials")
@@ -43,18 +73,14 @@ public struct S3Settings: Sendable, Equatable {
         guard let accessKey = pick("aws_access_key_id", "AWS_ACCESS_KEY_ID"),
             let secret = pick("aws_secret_access_key", "AWS_SECRET_ACCESS_KEY")
         else {
-            throw LifeboatError(.invalidUsage, "no AWS credentials found for \(url)",
-                hint: "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, use a profile in ~/.aws/credentials (AWS_PROFILE), or the s3: section of the config file")
+            throw LifeboatError(.invalidUsage, "no AWS credentials found for \(what)",
+                hint: "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, use a profile in ~/.aws/credentials (AWS_PROFILE), or the configuration file's s3: or aws: section")
         }
         let region = explicit["region"] ?? env["AWS_REGION"] ?? env["AWS_DEFAULT_REGION"] ?? fromConfig["region"] ?? "us-east-1"
-        let endpointText = explicit["endpoint"] ?? env["AWS_ENDPOINT_URL_S3"] ?? env["AWS_ENDPOINT_URL"] ?? fromConfig["endpoint_url"]
-        let custom = endpointText != nil
-        guard let endpoint = URL(string: endpointText ?? "https://s3.\(region).amazonaws.com"), endpoint.host != nil else {
-            throw LifeboatError(.invalidUsage, "'\(endpointText ?? "")' is not an endpoint URL", hint: "write it as http://127.0.0.1:9000")
-        }
-        let pathStyle = explicit["path_style"].map { ["true", "yes", "1"].contains($0.lowercased()) } ?? (custom || bucket.contains("."))
-        return S3Settings(bucket: bucket, prefix: prefix, region: region, endpoint: endpoint, pathStyle: pathStyle, accessKeyID: accessKey,
-            secretAccessKey: secret, sessionToken: pick("aws_session_token", "AWS_SESSION_TOKEN"), objectLock: objectLock)
+        let endpoint = explicit["endpoint"] ?? env["AWS_ENDPOINT_URL_\(service)"].flatMap { $0.isEmpty ? nil : $0 }
+            ?? env["AWS_ENDPOINT_URL"].flatMap { $0.isEmpty ? nil : $0 } ?? fromConfig["endpoint_url"]
+        return AWSAccount(accessKeyID: accessKey, secretAccessKey: secret, sessionToken: pick("aws_session_token", "AWS_SESSION_TOKEN"),
+            region: region, endpoint: endpoint)
     }
 }
 

@@ -53,7 +53,7 @@ struct RunbookOptions: ParsableArguments {
         let context = RunbookContext(repository: { try await Repository.open(store: try store.get(), key: try key.get(), logger: logger) },
             production: try settings.endpoint(host: nil, port: nil, user: nil, database: nil),
             pgdata: pgdata ?? settings.string("pgdata", env: "PGDATA"), restoreCommand: fetch, serverEnvironment: serverEnv,
-            binDirectory: pgBin ?? settings.string("pg_bin"), logger: logger)
+            binDirectory: pgBin ?? settings.string("pg_bin"), aws: settings.awsExplicit(), logger: logger)
         return RunbookExecutor(context: context, stateDirectory: settings.stateDirectory(stateDir), assumeYes: yes,
             confirm: { question in
                 FileHandle.standardError.write(Data("\n⚠ \(question)\n  Type 'yes' to continue: ".utf8))

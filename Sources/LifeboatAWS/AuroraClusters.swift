@@ -1,0 +1,238 @@
+import Foundation
+import LifeboatCore
+
+/// An Aurora (RDS) cluster as DescribeDBClusters shows it.
+public struct AuroraCluster: Sendable, Equatable, Codable {
+    public var identifier: String
+    public var status: String
+    public var engine: String?
+    public var endpoint: String?
+    public var readerEndpoint: String?
+    public var earliestRestorableTime: Date?
+    public var latestRestorableTime: Date?
+    public var backupRetentionDays: Int?
+    public var preferredBackupWindow: String?
+    public var arn: String?
+
+    init(_ x: AWSXML) {
+        identifier = x.child("DBClusterIdentifier") ?? ""
+        status = x.child("Status") ?? "unknown"
+        engine = x.child("Engine")
+        endpoint = x.child("Endpoint")
+        readerEndpoint = x.child("ReaderEndpoint")
+        earliestRestorableTime = x.child("EarliestRestorableTime").flatMap { try? Timestamp.parse($0) }
+        latestRestorableTime = x.child("LatestRestorableTime").flatMap { try? Timestamp.parse($0) }
+        backupRetentionDays = x.child("BackupRetentionPeriod").flatMap { Int($0) }
+        preferredBackupWindow = x.child("PreferredBackupWindow")
+        arn = x.child("DBClusterArn")
+    }
+}
+
+/// A cluster snapshot.
+public struct AuroraSnapshot: Sendable, Equatable, Codable {
+    public var identifier: String
+    public var cluster: String?
+    public var status: String
+    public var type: String?
+    public var createdAt: Date?
+    public var arn: String?
+
+    init(_ x: AWSXML) {
+        identifier = x.child("DBClusterSnapshotIdentifier") ?? ""
+        cluster = x.child("DBClusterIdentifier")
+        status = x.child("Status") ?? "unknown"
+        type = x.child("SnapshotType")
+        createdAt = x.child("SnapshotCreateTime").flatMap { try? Timestamp.parse($0) }
+        arn = x.child("DBClusterSnapshotArn")
+    }
+}
+
+/// Where a restored cluster goes and what it is made of (the seed's restore flags).
+public struct AuroraRestoreTarget: Sendable, Equatable {
+    public var cluster: String
+    public var securityGroupIDs: [String]
+    public var subnetGroup: String?
+    public var kmsKeyID: String?
+    /// An instance to create in the restored cluster (a cluster has no compute without one), e.g.
+    /// `db.serverless` as in the seed, or `db.r6g.large`.
+    public var instanceClass: String?
+    /// Serverless v2 capacity, as the seed's `modify-db-cluster --serverless-v2-scaling-configuration`.
+    public var minCapacity: Double?
+    public var maxCapacity: Double?
+
+    public init(cluster: String, securityGroupIDs: [String] = [], subnetGroup: String? = nil, kmsKeyID: String? = nil,
+        instanceClass: String? = nil, minCapacity: Double? = nil, maxCapacity: Double? = nil)
+    {
+        self.cluster = cluster
+        self.securityGroupIDs = securityGroupIDs
+        self.subnetGroup = subnetGroup
+        self.kmsKeyID = kmsKeyID
+        self.instanceClass = instanceClass
+        self.minCapacity = minCapacity
+        self.maxCapacity = maxCapacity
+    }
+
+    var parameters: [(String, String)] {
+        var p: [(String, String)] = securityGroupIDs.enumerated().map { ("VpcSecurityGroupIds.VpcSecurityGroupId.\($0.offset + 1)", $0.element) }
+        if let subnetGroup { p.append(("DBSubnetGroupName", subnetGroup)) }
+        if let kmsKeyID { p.append(("KmsKeyId", kmsKeyID)) }
+        return p
+    }
+}
+
+/// Aurora clusters and snapshots: the seed's `aws rds` commands, always restoring into a new cluster.
+public struct AuroraClusters: Sendable {
+    public let client: AWSClient
+    static let version = "2014-10-31"
+
+    public init(client: AWSClient) { self.client = client }
+
+    public func describe(_ cluster: String) async throws -> AuroraCluster {
+        let answer = try await Self.notFound("DBClusterNotFoundFault", "Aurora cluster \(cluster) not found in \(client.account.region)") {
+            try await client.query("DescribeDBClusters", version: Self.version, [("DBClusterIdentifier", cluster)])
+        }
+        guard let found = answer.all("DBCluster").map(AuroraCluster.init).first(where: { $0.identifier == cluster }) else {
+            throw LifeboatError(.notFound, "Aurora cluster \(cluster) not found in \(client.account.region)")
+        }
+        return found
+    }
+
+    /// The seed's `create-db-cluster-snapshot`, with tags (Purpose, CreatedBy, ...).
+    public func createSnapshot(cluster: String, snapshot: String, tags: [String: String]) async throws -> AuroraSnapshot {
+        var p: [(String, String)] = [("DBClusterSnapshotIdentifier", snapshot), ("DBClusterIdentifier", cluster)]
+        for (i, key) in tags.keys.sorted().enumerated() {
+            p += [("Tags.Tag.\(i + 1).Key", key), ("Tags.Tag.\(i + 1).Value", tags[key] ?? "")]
+        }
+        let answer = try await client.query("CreateDBClusterSnapshot", version: Self.version, p)
+        return AuroraSnapshot(try Self.one("DBClusterSnapshot", in: answer, action: "CreateDBClusterSnapshot"))
+    }
+
+    public func snapshot(_ id: String) async throws -> AuroraSnapshot {
+        let answer = try await Self.notFound("DBClusterSnapshotNotFoundFault", "cluster snapshot \(id) not found in \(client.account.region)") {
+            try await client.query("DescribeDBClusterSnapshots", version: Self.version, [("DBClusterSnapshotIdentifier", id)])
+        }
+        guard let found = answer.all("DBClusterSnapshot").map(AuroraSnapshot.init).first(where: { $0.identifier == id }) else {
+            throw LifeboatError(.notFound, "cluster snapshot \(id) not found in \(client.account.region)")
+        }
+        return found
+    }
+
+    public func deleteSnapshot(_ id: String) async throws {
+        _ = try await client.query("DeleteDBClusterSnapshot", version: Self.version, [("DBClusterSnapshotIdentifier", id)])
+    }
+
+    /// The seed's `restore-db-cluster-to-point-in-time` into a new cluster (never over the source);
+    /// `time` nil restores to the latest restorable time. Then the instance and capacity, if asked.
+    public func restoreToPointInTime(source: String, time: Date?, into target: AuroraRestoreTarget) async throws -> AuroraCluster {
+        try await refuseExisting(target.cluster)
+        var p: [(String, String)] = [("DBClusterIdentifier", target.cluster), ("SourceDBClusterIdentifier", source)]
+        if let time {
+            let cluster = try await describe(source)
+            if let earliest = cluster.earliestRestorableTime, time < earliest {
+                throw LifeboatError(.notFound, "\(Timestamp.format(time)) is before \(source)'s earliest restorable time \(Timestamp.format(earliest))",
+                    hint: "restore from a manual snapshot instead, or pick a later time")
+            }
+            if let latest = cluster.latestRestorableTime, time > latest {
+                throw LifeboatError(.notFound, "\(Timestamp.format(time)) is after \(source)'s latest restorable time \(Timestamp.format(latest))",
+                    hint: "use the latest restorable time (omit the time) or wait for it to advance")
+            }
+            p.append(("RestoreToTime", Self.awsTime(time)))
+        } else {
+            p.append(("UseLatestRestorableTime", "true"))
+        }
+        let answer = try await client.query("RestoreDBClusterToPointInTime", version: Self.version, p + target.parameters)
+        let restored = AuroraCluster(try Self.one("DBCluster", in: answer, action: "RestoreDBClusterToPointInTime"))
+        try await finish(target, engine: restored.engine)
+        return restored
+    }
+
+    /// `restore-db-cluster-from-snapshot` into a new cluster.
+    public func restoreFromSnapshot(_ snapshot: String, engine: String, into target: AuroraRestoreTarget) async throws -> AuroraCluster {
+        try await refuseExisting(target.cluster)
+        let p: [(String, String)] = [("DBClusterIdentifier", target.cluster), ("SnapshotIdentifier", snapshot), ("Engine", engine)]
+        let answer = try await client.query("RestoreDBClusterFromSnapshot", version: Self.version, p + target.parameters)
+        let restored = AuroraCluster(try Self.one("DBCluster", in: answer, action: "RestoreDBClusterFromSnapshot"))
+        try await finish(target, engine: restored.engine ?? engine)
+        return restored
+    }
+
+    /// Polls until the cluster is `available` (the seed's `aws rds wait db-cluster-available`).
+    public func waitAvailable(_ cluster: String, timeout: TimeInterval, poll: TimeInterval) async throws -> AuroraCluster {
+        try await Self.poll(what: "cluster \(cluster) to become available", timeout: timeout, every: poll) {
+            let c = try await describe(cluster)
+            if ["failed", "inaccessible-encryption-credentials", "incompatible-restore", "incompatible-parameters"].contains(c.status) {
+                throw LifeboatError(.externalCommand, "cluster \(cluster) is \(c.status)", hint: "see the RDS events of the cluster")
+            }
+            return c.status == "available" ? c : nil
+        }
+    }
+
+    public func waitSnapshotAvailable(_ id: String, timeout: TimeInterval, poll: TimeInterval) async throws -> AuroraSnapshot {
+        try await Self.poll(what: "snapshot \(id) to become available", timeout: timeout, every: poll) {
+            let s = try await snapshot(id)
+            if s.status == "failed" { throw LifeboatError(.externalCommand, "snapshot \(id) failed") }
+            return s.status == "available" ? s : nil
+        }
+    }
+
+    func refuseExisting(_ cluster: String) async throws {
+        if let existing = try? await describe(cluster) {
+            throw LifeboatError(.targetNotEmpty, "cluster \(cluster) already exists (\(existing.status)); a restore never overwrites",
+                hint: "choose a new target cluster name, or delete that one yourself if it is a failed attempt")
+        }
+    }
+
+    /// The instance and serverless capacity of a restored cluster.
+    func finish(_ target: AuroraRestoreTarget, engine: String?) async throws {
+        if target.minCapacity != nil || target.maxCapacity != nil {
+            _ = try await client.query("ModifyDBCluster", version: Self.version, [
+                ("DBClusterIdentifier", target.cluster),
+                ("ServerlessV2ScalingConfiguration.MinCapacity", String(target.minCapacity ?? 0.5)),
+                ("ServerlessV2ScalingConfiguration.MaxCapacity", String(target.maxCapacity ?? max(1, target.minCapacity ?? 1))),
+                ("ApplyImmediately", "true"),
+            ])
+        }
+        if let instanceClass = target.instanceClass {
+            _ = try await client.query("CreateDBInstance", version: Self.version, [
+                ("DBInstanceIdentifier", "\(target.cluster)-instance-1"), ("DBClusterIdentifier", target.cluster),
+                ("DBInstanceClass", instanceClass), ("Engine", engine ?? "aurora-postgresql"),
+            ])
+        }
+    }
+
+    /// Turns AWS's "not found" fault into Lifeboat's not-found error (exit 6).
+    static func notFound<T>(_ fault: String, _ message: String, _ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let e as LifeboatError where e.message.contains(fault) {
+            throw LifeboatError(.notFound, message, hint: "check the name and the region")
+        }
+    }
+
+    static func one(_ name: String, in answer: AWSXML, action: String) throws -> AWSXML {
+        guard let x = answer.first(name) else {
+            throw LifeboatError(.externalCommand, "AWS rds \(action): the answer has no \(name)")
+        }
+        return x
+    }
+
+    static func awsTime(_ date: Date) -> String {
+        let text = Timestamp.format(date)  // 2026-11-29T03:00:00.000Z
+        return text.hasSuffix(".000Z") ? String(text.dropLast(5)) + "Z" : text
+    }
+
+    /// Calls `check` until it returns a value, every `every` seconds, for at most `timeout`.
+    static func poll<T: Sendable>(what: String, timeout: TimeInterval, every: TimeInterval,
+        _ check: () async throws -> T?) async throws -> T
+    {
+        let deadline = Date().addingTimeInterval(timeout)
+        while true {
+            if let done = try await check() { return done }
+            guard Date() < deadline else {
+                throw LifeboatError(.timeout, "gave up waiting for \(what) after \(HumanDuration.format(timeout))",
+                    hint: "it may still finish: check the console or describe it, then resume the runbook")
+            }
+            try await Task.sleep(for: .seconds(every))
+        }
+    }
+}

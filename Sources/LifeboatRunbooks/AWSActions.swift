@@ -1,0 +1,203 @@
+import Foundation
+import LifeboatAWS
+import LifeboatCore
+
+/// Runbook actions for the seed's AWS deployment: Aurora snapshots and restores (always into a new
+/// cluster), ECS scaling, redeployments and rollbacks, Secrets Manager restores. Each step's
+/// `region`, `endpoint` and `profile` inputs override the configuration's `aws:` section.
+enum AWSActions {
+    static var all: [RunbookAction] {
+        [rdsStatus, rdsSnapshot, rdsRestore, rdsDeleteSnapshot, ecsStatus, ecsScale, ecsRedeploy, ecsRollback, secretsRestore, secretsPut]
+    }
+
+    static func client(_ service: AWSService, _ inputs: StepInputs, _ ctx: RunbookContext) throws -> AWSClient {
+        var explicit = ctx.aws
+        for key in ["region", "endpoint", "profile"] { if let v = inputs.optional(key) { explicit[key] = v } }
+        return try AWSClient(service, explicit: explicit)
+    }
+
+    static func wait(_ inputs: StepInputs, timeout: TimeInterval) throws -> (wait: Bool, timeout: TimeInterval, poll: TimeInterval) {
+        (inputs.bool("wait", default: true), try inputs.duration("timeout", default: timeout), try inputs.duration("poll", default: 15))
+    }
+
+    /// `services: [a, b]`, `services: "a,b"` or `service: a`.
+    static func services(_ inputs: StepInputs) throws -> [String] {
+        let listed = inputs.list("services").compactMap(\.text)
+        if !listed.isEmpty { return listed }
+        if let text = inputs.optional("services") {
+            return text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        }
+        return [try inputs.string("service")]
+    }
+
+    static func cluster(_ c: AuroraCluster) -> [String: String] {
+        var out = ["cluster": c.identifier, "status": c.status]
+        out["endpoint"] = c.endpoint
+        out["reader_endpoint"] = c.readerEndpoint
+        out["earliest_restorable_time"] = c.earliestRestorableTime.map(Timestamp.format)
+        out["latest_restorable_time"] = c.latestRestorableTime.map(Timestamp.format)
+        out["backup_retention_days"] = c.backupRetentionDays.map(String.init)
+        out["backup_window"] = c.preferredBackupWindow
+        return out
+    }
+
+    static let rdsStatus = RunbookAction(name: "aws.rds.status", destructive: false,
+        describe: { "describe Aurora cluster \($0.optional("cluster") ?? "?")" }
+    ) { inputs, ctx in
+        cluster(try await AuroraClusters(client: try client(.rds, inputs, ctx)).describe(try inputs.string("cluster")))
+    }
+
+    static let rdsSnapshot = RunbookAction(name: "aws.rds.snapshot", destructive: false,
+        describe: { "snapshot Aurora cluster \($0.optional("cluster") ?? "?") as \($0.optional("snapshot") ?? "<cluster>-lifeboat-<time>")" }
+    ) { inputs, ctx in
+        let name = try inputs.string("cluster")
+        let id = inputs.optional("snapshot") ?? "\(name)-lifeboat-\(TimestampID.make(Date()).prefix(15).replacingOccurrences(of: "-", with: ""))"
+        let rds = AuroraClusters(client: try client(.rds, inputs, ctx))
+        var snapshot = try await rds.createSnapshot(cluster: name, snapshot: id, tags: inputs.map("tags"))
+        let w = try wait(inputs, timeout: 3600)
+        if w.wait { snapshot = try await rds.waitSnapshotAvailable(id, timeout: w.timeout, poll: w.poll) }
+        var out = ["snapshot_id": snapshot.identifier, "status": snapshot.status]
+        out["snapshot_arn"] = snapshot.arn
+        return out
+    }
+
+    static let rdsRestore = RunbookAction(name: "aws.rds.restore", destructive: false,
+        describe: { i in
+            let from = i.optional("snapshot").map { "snapshot \($0)" }
+                ?? "\(i.optional("source_cluster") ?? "?") at \(i.optional("time") ?? i.optional("minutes_ago").map { "\($0) minutes ago" } ?? "the latest restorable time")"
+            return "restore \(from) into the new cluster \(i.optional("target_cluster") ?? "?")"
+        }
+    ) { inputs, ctx in
+        // Empty inputs (a runbook var left "") mean "not given".
+        func given(_ key: String) -> String? { inputs.optional(key).flatMap { $0.isEmpty ? nil : $0 } }
+        let target = AuroraRestoreTarget(cluster: try inputs.string("target_cluster"),
+            securityGroupIDs: (inputs.list("security_groups").compactMap(\.text)
+                + (inputs.optional("security_groups")?.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } ?? []))
+                .filter { !$0.isEmpty },
+            subnetGroup: given("subnet_group"), kmsKeyID: given("kms_key_id"), instanceClass: given("instance_class"),
+            minCapacity: given("min_capacity").flatMap(Double.init), maxCapacity: given("max_capacity").flatMap(Double.init))
+        let rds = AuroraClusters(client: try client(.rds, inputs, ctx))
+        var restored: AuroraCluster
+        var point = "latest restorable time"
+        if let snapshot = given("snapshot") {
+            restored = try await rds.restoreFromSnapshot(snapshot, engine: inputs.optional("engine") ?? "aurora-postgresql", into: target)
+            point = "snapshot \(snapshot)"
+        } else {
+            var time: Date?
+            if let text = given("time") { time = try Timestamp.parse(text) }
+            if let minutes = given("minutes_ago") {
+                guard let m = Double(minutes) else { throw LifeboatError(.invalidUsage, "minutes_ago of step '\(inputs.step)' must be a number") }
+                time = Date().addingTimeInterval(-m * 60)
+            }
+            if let time { point = Timestamp.format(time) }
+            restored = try await rds.restoreToPointInTime(source: try inputs.string("source_cluster"), time: time, into: target)
+        }
+        let w = try wait(inputs, timeout: 7200)
+        if w.wait { restored = try await rds.waitAvailable(target.cluster, timeout: w.timeout, poll: w.poll) }
+        return cluster(restored).merging(["restored_to": point]) { $1 }
+    }
+
+    static let rdsDeleteSnapshot = RunbookAction(name: "aws.rds.delete-snapshot", destructive: true,
+        describe: { "delete cluster snapshot \($0.optional("snapshot") ?? "?")" }
+    ) { inputs, ctx in
+        try await AuroraClusters(client: try client(.rds, inputs, ctx)).deleteSnapshot(try inputs.string("snapshot"))
+        return [:]
+    }
+
+    static func service(_ s: ECSService) -> [String: String] {
+        ["desired_count": String(s.desiredCount), "running_count": String(s.runningCount), "task_definition": s.taskDefinition,
+         "steady": String(s.steady)]
+    }
+
+    static let ecsStatus = RunbookAction(name: "aws.ecs.status", destructive: false,
+        describe: { "describe ECS service \($0.optional("service") ?? "?") in \($0.optional("cluster") ?? "?")" }
+    ) { inputs, ctx in
+        service(try await ECSServices(client: try client(.ecs, inputs, ctx)).describe(cluster: try inputs.string("cluster"),
+            service: try inputs.string("service")))
+    }
+
+    /// The seed's "stop all write operations (scale services to 0)" and the later scale back up.
+    /// `previous_counts` ("api=2,web=3") is what to scale back to.
+    static let ecsScale = RunbookAction(name: "aws.ecs.scale", destructive: true,
+        describe: { i in "scale ECS service(s) \((try? services(i))?.joined(separator: ", ") ?? "?") in \(i.optional("cluster") ?? "?") to \(i.optional("desired_count") ?? "?")" }
+    ) { inputs, ctx in
+        let ecs = ECSServices(client: try client(.ecs, inputs, ctx))
+        let cluster = try inputs.string("cluster")
+        let names = try services(inputs)
+        var previous: [String] = []
+        for name in names {
+            let before = try await ecs.describe(cluster: cluster, service: name)
+            previous.append("\(name)=\(before.desiredCount)")
+            let count: Int
+            if let counts = inputs.optional("counts") {
+                // Scale back to what an earlier step recorded: "api=2,web=3".
+                let pairs = Dictionary(counts.split(separator: ",").compactMap { p -> (String, Int)? in
+                    let kv = p.split(separator: "=")
+                    return kv.count == 2 ? (String(kv[0]).trimmingCharacters(in: .whitespaces), Int(kv[1]) ?? 0) : nil
+                }, uniquingKeysWith: { $1 })
+                guard let c = pairs[name] else { throw LifeboatError(.invalidUsage, "counts of step '\(inputs.step)' has no count for \(name)") }
+                count = c
+            } else {
+                count = try inputs.int("desired_count")
+            }
+            try await ecs.update(cluster: cluster, service: name, desiredCount: count,
+                forceNewDeployment: inputs.bool("force_new_deployment", default: false))
+        }
+        let w = try wait(inputs, timeout: 1800)
+        if w.wait { for name in names { _ = try await ecs.waitStable(cluster: cluster, service: name, timeout: w.timeout, poll: w.poll) } }
+        return ["previous_counts": previous.joined(separator: ","), "services": names.joined(separator: ",")]
+    }
+
+    /// The seed's "force new deployment".
+    static let ecsRedeploy = RunbookAction(name: "aws.ecs.redeploy", destructive: true,
+        describe: { i in "force a new deployment of \((try? services(i))?.joined(separator: ", ") ?? "?") in \(i.optional("cluster") ?? "?")" }
+    ) { inputs, ctx in
+        let ecs = ECSServices(client: try client(.ecs, inputs, ctx))
+        let cluster = try inputs.string("cluster")
+        let names = try services(inputs)
+        for name in names { try await ecs.update(cluster: cluster, service: name, forceNewDeployment: true) }
+        let w = try wait(inputs, timeout: 1800)
+        if w.wait { for name in names { _ = try await ecs.waitStable(cluster: cluster, service: name, timeout: w.timeout, poll: w.poll) } }
+        return ["services": names.joined(separator: ",")]
+    }
+
+    /// The seed's "rollback task definitions": to `task_definition`, or the previous revision.
+    static let ecsRollback = RunbookAction(name: "aws.ecs.rollback", destructive: true,
+        describe: { "roll \($0.optional("service") ?? "?") back to \($0.optional("task_definition") ?? "the previous task definition revision")" }
+    ) { inputs, ctx in
+        let ecs = ECSServices(client: try client(.ecs, inputs, ctx))
+        let cluster = try inputs.string("cluster")
+        let name = try inputs.string("service")
+        let current = try await ecs.describe(cluster: cluster, service: name).taskDefinition
+        var target = inputs.optional("task_definition") ?? ""
+        if target.isEmpty { target = try await ecs.previousTaskDefinition(cluster: cluster, service: name) }
+        try await ecs.update(cluster: cluster, service: name, taskDefinition: target)
+        let w = try wait(inputs, timeout: 1800)
+        if w.wait { _ = try await ecs.waitStable(cluster: cluster, service: name, timeout: w.timeout, poll: w.poll) }
+        return ["task_definition": target, "previous_task_definition": current]
+    }
+
+    static let secretsRestore = RunbookAction(name: "aws.secrets.restore", destructive: true,
+        describe: { "cancel the scheduled deletion of secret \($0.optional("secret") ?? "?")" }
+    ) { inputs, ctx in
+        let sm = SecretsManager(client: try client(.secretsManager, inputs, ctx))
+        let secret = try inputs.string("secret")
+        let arn = try await sm.restore(secret)
+        let state = try await sm.describe(secret)
+        guard state.deletedDate == nil else { throw LifeboatError(.externalCommand, "secret \(secret) is still scheduled for deletion") }
+        return ["arn": arn, "version_id": state.currentVersion ?? ""]
+    }
+
+    /// Writes a secret's value from a file (a backup of it): the value never enters the journal.
+    static let secretsPut = RunbookAction(name: "aws.secrets.put", destructive: true,
+        describe: { "write secret \($0.optional("secret") ?? "?") from \($0.optional("value_file") ?? "?")" }
+    ) { inputs, ctx in
+        let file = try inputs.string("value_file")
+        guard let value = try? String(contentsOfFile: file, encoding: .utf8) else {
+            throw LifeboatError(.notFound, "cannot read \(file) for step '\(inputs.step)'")
+        }
+        let version = try await SecretsManager(client: try client(.secretsManager, inputs, ctx))
+            .put(try inputs.string("secret"), value: value.trimmingCharacters(in: .newlines))
+        return ["version_id": version]
+    }
+}
