@@ -1,13 +1,15 @@
 import Foundation
 import LifeboatAWS
 import LifeboatCore
+import LifeboatRepository
 
 /// Runbook actions for the seed's AWS deployment: Aurora snapshots and restores (always into a new
 /// cluster), ECS scaling, redeployments and rollbacks, Secrets Manager restores. Each step's
 /// `region`, `endpoint` and `profile` inputs override the configuration's `aws:` section.
 enum AWSActions {
     static var all: [RunbookAction] {
-        [rdsStatus, rdsSnapshot, rdsRestore, rdsDeleteSnapshot, ecsStatus, ecsScale, ecsRedeploy, ecsRollback, secretsRestore, secretsPut]
+        [rdsStatus, rdsSnapshot, rdsRestore, rdsDeleteSnapshot, ecsStatus, ecsScale, ecsRedeploy, ecsRollback, secretsRestore, secretsPut,
+         StateActions.restoreVersion]
     }
 
     static func client(_ service: AWSService, _ inputs: StepInputs, _ ctx: RunbookContext) throws -> AWSClient {
@@ -199,5 +201,59 @@ enum AWSActions {
         let version = try await SecretsManager(client: try client(.secretsManager, inputs, ctx))
             .put(try inputs.string("secret"), value: value.trimmingCharacters(in: .newlines))
         return ["version_id": version]
+    }
+}
+
+/// Infrastructure state kept in a versioned S3 bucket (Terraform's S3 backend): the seed's
+/// "restore Terraform state from backup" after an accidental `terraform destroy`.
+enum StateActions {
+    static let restoreVersion = RunbookAction(name: "s3.restore-version", destructive: true,
+        describe: { i in
+            "make \(i.optional("url") ?? "?") what it was \(i.optional("version_id").map { "at version \($0)" } ?? "before \(i.optional("before") ?? "?")")"
+        }
+    ) { inputs, ctx in
+        let url = try inputs.string("url")
+        guard url.hasPrefix("s3://"), let slash = url.dropFirst(5).firstIndex(of: "/") else {
+            throw LifeboatError(.invalidUsage, "url of step '\(inputs.step)' must be s3://BUCKET/KEY, not \(url)")
+        }
+        let bucket = String(url[url.index(url.startIndex, offsetBy: 5)..<slash])
+        let key = String(url[url.index(after: slash)...])
+        var explicit = ctx.aws
+        for k in ["region", "endpoint", "profile"] { if let v = inputs.optional(k) { explicit[k] = v } }
+        let store = S3Store(settings: try S3Settings.resolve(url: "s3://\(bucket)", explicit: explicit))
+        guard try await store.versioningEnabled() else {
+            throw LifeboatError(.notFound, "bucket \(bucket) does not keep versions: there is no earlier state of \(key) to restore",
+                hint: "enable versioning on state buckets (Terraform's S3 backend docs ask for it); look for a copy elsewhere")
+        }
+        let history = try await store.versions(of: key)
+        guard let latest = history.first else { throw LifeboatError(.notFound, "\(url) has no versions") }
+        let chosen: ObjectVersion
+        if let id = inputs.optional("version_id") {
+            guard let v = history.first(where: { $0.versionID == id }), !v.isDeleteMarker else {
+                throw LifeboatError(.notFound, "\(url) has no version \(id)", hint: "versions: " + history.prefix(5).map(\.versionID).joined(separator: ", "))
+            }
+            chosen = v
+        } else {
+            let before = try Timestamp.parse(try inputs.string("before"))
+            guard let v = history.first(where: { !$0.isDeleteMarker && $0.modified < before }) else {
+                throw LifeboatError(.notFound, "\(url) has no version written before \(Timestamp.format(before))",
+                    hint: "the oldest is from \(history.last.map { Timestamp.format($0.modified) } ?? "?")")
+            }
+            chosen = v
+        }
+        var out = ["restored_version": chosen.versionID, "restored_time": Timestamp.format(chosen.modified),
+                   "previous_version": latest.versionID, "bytes": String(chosen.size)]
+        if latest.versionID == chosen.versionID {
+            out["changed"] = "false"
+            return out
+        }
+        let wanted = try await store.get(key, versionID: chosen.versionID)
+        out["new_version"] = try await store.restoreVersion(key, versionID: chosen.versionID)
+        guard try await store.get(key) == wanted else {
+            throw LifeboatError(.integrity, "\(url) does not hold version \(chosen.versionID)'s content after the restore",
+                hint: "previous current version: \(latest.versionID)")
+        }
+        out["changed"] = "true"
+        return out
     }
 }

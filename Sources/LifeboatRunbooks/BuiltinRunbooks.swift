@@ -6,7 +6,72 @@ public enum BuiltinRunbooks {
         "emergency-failover": emergencyFailover, "database-corruption": databaseCorruption, "service-outage": serviceOutage,
         "bad-deployment": badDeployment, "accidental-deletion": accidentalDeletion, "ransomware": ransomware,
         "regional-outage": regionalOutage, "aws-emergency-failover": awsEmergencyFailover, "aws-service-outage": awsServiceOutage,
+        "terraform-destroy": terraformDestroy,
     ]
+
+    static let terraformDestroy = """
+        name: terraform-destroy
+        description: >
+          Scenario 4, accidental terraform destroy: make the Terraform state in its versioned S3
+          bucket what it was before the destroy, plan and (after a look) apply to recreate the
+          infrastructure, restore the database from its last snapshot into a new cluster, verify it,
+          and have Terraform and the application pointed at it.
+        production: true
+        vars:
+          region: us-east-1
+          state_url: s3://omnirapeutic-terraform-state/production/terraform.tfstate
+          destroyed_at: ""
+          tf_dir: /srv/infrastructure/production
+          db_snapshot: ""
+          restored_cluster: omnirapeutic-production-restored
+          subnet_group: omnirapeutic-production-aurora-subnet-group
+          security_groups: ""
+          kms_key_id: ""
+          db_port: "5432"
+          db_user: postgres
+          db_name: postgres
+          db_password_env: PGPASSWORD
+          verify_sql: "SELECT 1"
+        steps:
+          - name: restore-state
+            action: s3.restore-version
+            with: { region: "${vars.region}", url: "${vars.state_url}", before: "${vars.destroyed_at}" }
+            confirm: "Make ${vars.state_url} what it was before ${vars.destroyed_at}? (The current version stays in the bucket's history.)"
+          - name: terraform-plan
+            action: shell
+            with: { command: "terraform -chdir=${vars.tf_dir} init -input=false && terraform -chdir=${vars.tf_dir} plan -input=false -out=lifeboat-recreate.plan" }
+            timeout: 30m
+          - name: terraform-apply
+            action: shell
+            with: { command: "terraform -chdir=${vars.tf_dir} apply -input=false lifeboat-recreate.plan" }
+            confirm: "Apply the plan above to recreate the infrastructure?"
+            timeout: 2h
+          - name: restore-database
+            action: aws.rds.restore
+            with:
+              region: "${vars.region}"
+              snapshot: "${vars.db_snapshot}"
+              target_cluster: "${vars.restored_cluster}"
+              security_groups: "${vars.security_groups}"
+              subnet_group: "${vars.subnet_group}"
+              kms_key_id: "${vars.kms_key_id}"
+              instance_class: db.serverless
+            timeout: 4h
+          - name: verify-database
+            action: verify
+            with:
+              host: "${steps.restore-database.endpoint}"
+              port: "${vars.db_port}"
+              user: "${vars.db_user}"
+              database: "${vars.db_name}"
+              password_env: "${vars.db_password_env}"
+              checks:
+                - { name: application query, sql: "${vars.verify_sql}" }
+          - name: point-at-restored-database
+            action: wait
+            with: { duration: 0s }
+            confirm: "Point Terraform (import or snapshot_identifier) and the application at ${steps.restore-database.endpoint}; confirm when done."
+        """
 
     static let awsEmergencyFailover = """
         name: aws-emergency-failover

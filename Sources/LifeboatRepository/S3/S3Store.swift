@@ -210,7 +210,7 @@ public final class S3Store: ObjectStore, @unchecked Sendable {
         components.port = settings.endpoint.port
         components.percentEncodedPath = SigV4Signer.encodePath(path)
         if !query.isEmpty {
-            components.percentEncodedQuery = query.map { $0.1.isEmpty && ["uploads", "retention"].contains($0.0) ? $0.0 : "\(SigV4Signer.encode($0.0))=\(SigV4Signer.encode($0.1))" }
+            components.percentEncodedQuery = query.map { $0.1.isEmpty && ["uploads", "retention", "versions", "versioning"].contains($0.0) ? $0.0 : "\(SigV4Signer.encode($0.0))=\(SigV4Signer.encode($0.1))" }
                 .joined(separator: "&")
         }
         guard let url = components.url else { throw LifeboatError(.internalError, "cannot build a URL for \(path)") }
