@@ -13,8 +13,11 @@ public struct AuroraCluster: Sendable, Equatable, Codable {
     public var backupRetentionDays: Int?
     public var preferredBackupWindow: String?
     public var arn: String?
+    /// Instances in the cluster.
+    public var members: [String]
 
     init(_ x: AWSXML) {
+        members = x.all("DBClusterMember").compactMap { $0.child("DBInstanceIdentifier") }
         identifier = x.child("DBClusterIdentifier") ?? ""
         status = x.child("Status") ?? "unknown"
         engine = x.child("Engine")
@@ -73,7 +76,9 @@ public struct AuroraRestoreTarget: Sendable, Equatable {
     }
 
     var parameters: [(String, String)] {
-        var p: [(String, String)] = securityGroupIDs.enumerated().map { ("VpcSecurityGroupIds.VpcSecurityGroupId.\($0.offset + 1)", $0.element) }
+        // The mark that lets Lifeboat delete this cluster later (drill clean-up), and nothing else.
+        var p: [(String, String)] = [("Tags.Tag.1.Key", AuroraClusters.creatorTag.key), ("Tags.Tag.1.Value", AuroraClusters.creatorTag.value)]
+        p += securityGroupIDs.enumerated().map { ("VpcSecurityGroupIds.VpcSecurityGroupId.\($0.offset + 1)", $0.element) }
         if let subnetGroup { p.append(("DBSubnetGroupName", subnetGroup)) }
         if let kmsKeyID { p.append(("KmsKeyId", kmsKeyID)) }
         return p
@@ -85,7 +90,27 @@ public struct AuroraClusters: Sendable {
     public let client: AWSClient
     static let version = "2014-10-31"
 
+    /// Every cluster Lifeboat restores carries this tag; only such clusters can be deleted by it.
+    public static let creatorTag = (key: "CreatedBy", value: "lifeboat")
+
     public init(client: AWSClient) { self.client = client }
+
+    /// Deletes a cluster Lifeboat restored (a drill's, or a failed attempt), its instances first, with
+    /// no final snapshot. Any other cluster is refused: production is never one call away.
+    public func deleteRestoredCluster(_ cluster: String) async throws {
+        let c = try await describe(cluster)
+        guard let arn = c.arn else { throw LifeboatError(.externalCommand, "cluster \(cluster) has no ARN to check its tags") }
+        let tags = try await client.query("ListTagsForResource", version: Self.version, [("ResourceName", arn)])
+        guard tags.all("Tag").contains(where: { $0.child("Key") == Self.creatorTag.key && $0.child("Value") == Self.creatorTag.value }) else {
+            throw LifeboatError(.invalidUsage, "cluster \(cluster) was not restored by Lifeboat (no tag \(Self.creatorTag.key)=\(Self.creatorTag.value)): refusing to delete it",
+                hint: "Lifeboat deletes only clusters it restored; delete this one yourself if it must go")
+        }
+        for instance in c.members {
+            _ = try await client.query("DeleteDBInstance", version: Self.version,
+                [("DBInstanceIdentifier", instance), ("SkipFinalSnapshot", "true")])
+        }
+        _ = try await client.query("DeleteDBCluster", version: Self.version, [("DBClusterIdentifier", cluster), ("SkipFinalSnapshot", "true")])
+    }
 
     public func describe(_ cluster: String) async throws -> AuroraCluster {
         let answer = try await Self.notFound("DBClusterNotFoundFault", "Aurora cluster \(cluster) not found in \(client.account.region)") {

@@ -8,7 +8,7 @@ import LifeboatRepository
 /// `region`, `endpoint` and `profile` inputs override the configuration's `aws:` section.
 enum AWSActions {
     static var all: [RunbookAction] {
-        [rdsStatus, rdsSnapshot, rdsRestore, rdsDeleteSnapshot, ecsStatus, ecsScale, ecsRedeploy, ecsRollback, secretsRestore, secretsPut,
+        [rdsStatus, rdsSnapshot, rdsRestore, rdsDeleteCluster, rdsDeleteSnapshot, ecsStatus, ecsScale, ecsRedeploy, ecsRollback, secretsRestore, secretsPut,
          StateActions.restoreVersion]
     }
 
@@ -97,6 +97,14 @@ enum AWSActions {
         let w = try wait(inputs, timeout: 7200)
         if w.wait { restored = try await rds.waitAvailable(target.cluster, timeout: w.timeout, poll: w.poll) }
         return cluster(restored).merging(["restored_to": point]) { $1 }
+    }
+
+    /// Clean-up of a restored cluster (a drill's): only clusters Lifeboat restored (tagged) are deleted.
+    static let rdsDeleteCluster = RunbookAction(name: "aws.rds.delete-cluster", destructive: true,
+        describe: { "delete the restored cluster \($0.optional("cluster") ?? "?") and its instances (only clusters Lifeboat restored)" }
+    ) { inputs, ctx in
+        try await AuroraClusters(client: try client(.rds, inputs, ctx)).deleteRestoredCluster(try inputs.string("cluster"))
+        return [:]
     }
 
     static let rdsDeleteSnapshot = RunbookAction(name: "aws.rds.delete-snapshot", destructive: true,

@@ -6,8 +6,75 @@ public enum BuiltinRunbooks {
         "emergency-failover": emergencyFailover, "database-corruption": databaseCorruption, "service-outage": serviceOutage,
         "bad-deployment": badDeployment, "accidental-deletion": accidentalDeletion, "ransomware": ransomware,
         "regional-outage": regionalOutage, "aws-emergency-failover": awsEmergencyFailover, "aws-service-outage": awsServiceOutage,
-        "terraform-destroy": terraformDestroy,
+        "terraform-destroy": terraformDestroy, "aws-restore-drill": awsRestoreDrill,
     ]
+
+    static let awsRestoreDrill = """
+        name: aws-restore-drill
+        description: >
+          The seed's monthly test on Aurora, for `lifeboat drill run --scenario snapshot-restore
+          --runbook builtin:aws-restore-drill`: snapshot the cluster, restore the snapshot into a new
+          cluster with an instance, verify it over its endpoint, then delete the drill cluster and the
+          snapshot (clean-up does not count toward the RTO, and runs even when a step fails).
+        vars:
+          region: us-east-1
+          db_cluster: omnirapeutic-production
+          drill_cluster: omnirapeutic-production-drill
+          subnet_group: omnirapeutic-production-aurora-subnet-group
+          security_groups: ""
+          instance_class: db.serverless
+          db_port: "5432"
+          db_user: postgres
+          db_name: postgres
+          db_password_env: PGPASSWORD
+          verify_sql: "SELECT 1"
+        steps:
+          - name: snapshot
+            action: aws.rds.snapshot
+            with: { region: "${vars.region}", cluster: "${vars.db_cluster}", tags: { Purpose: dr-drill, CreatedBy: lifeboat } }
+          - name: restore
+            action: aws.rds.restore
+            with:
+              region: "${vars.region}"
+              snapshot: "${steps.snapshot.snapshot_id}"
+              target_cluster: "${vars.drill_cluster}"
+              subnet_group: "${vars.subnet_group}"
+              security_groups: "${vars.security_groups}"
+              instance_class: "${vars.instance_class}"
+            timeout: 2h
+            on_failure:
+              - name: drop-snapshot-after-failure
+                action: aws.rds.delete-snapshot
+                with: { region: "${vars.region}", snapshot: "${steps.snapshot.snapshot_id}" }
+                rto: false
+          - name: verify
+            action: verify
+            with:
+              host: "${steps.restore.endpoint}"
+              port: "${vars.db_port}"
+              user: "${vars.db_user}"
+              database: "${vars.db_name}"
+              password_env: "${vars.db_password_env}"
+              checks:
+                - { name: application query, sql: "${vars.verify_sql}" }
+            on_failure:
+              - name: drop-cluster-after-failure
+                action: aws.rds.delete-cluster
+                with: { region: "${vars.region}", cluster: "${vars.drill_cluster}" }
+                rto: false
+              - name: drop-snapshot-after-failed-verify
+                action: aws.rds.delete-snapshot
+                with: { region: "${vars.region}", snapshot: "${steps.snapshot.snapshot_id}" }
+                rto: false
+          - name: drop-drill-cluster
+            action: aws.rds.delete-cluster
+            with: { region: "${vars.region}", cluster: "${vars.drill_cluster}" }
+            rto: false
+          - name: drop-snapshot
+            action: aws.rds.delete-snapshot
+            with: { region: "${vars.region}", snapshot: "${steps.snapshot.snapshot_id}" }
+            rto: false
+        """
 
     static let terraformDestroy = """
         name: terraform-destroy

@@ -26,6 +26,8 @@ public struct Runbook: Sendable, Equatable {
         public var retries: Int
         public var retryDelay: TimeInterval
         public var onFailure: OnFailure
+        /// In a drill, whether the step's time counts toward the RTO (`rto: false` for clean-up).
+        public var countsTowardRTO: Bool = true
     }
 
     public var name: String
@@ -35,7 +37,7 @@ public struct Runbook: Sendable, Equatable {
     public var vars: [String: String]
     public var steps: [Step]
 
-    static let stepKeys: Set<String> = ["name", "action", "with", "description", "confirm", "timeout", "retries", "retry_delay", "on_failure"]
+    static let stepKeys: Set<String> = ["name", "action", "with", "description", "confirm", "timeout", "retries", "retry_delay", "on_failure", "rto"]
     static let topKeys: Set<String> = ["name", "description", "production", "vars", "steps"]
 
     /// Parses and validates YAML; errors name the step and key.
@@ -97,7 +99,7 @@ public struct Runbook: Sendable, Equatable {
         return Step(name: name, action: action, with: inputs, description: map["description"].map { "\($0)" },
             confirm: map["confirm"].map { "\($0)" }, timeout: try map["timeout"].map { try HumanDuration.parse("\($0)") },
             retries: (map["retries"] as? Int) ?? 0, retryDelay: try map["retry_delay"].map { try HumanDuration.parse("\($0)") } ?? 2,
-            onFailure: onFailure)
+            onFailure: onFailure, countsTowardRTO: (map["rto"] as? Bool) ?? true)
     }
 }
 

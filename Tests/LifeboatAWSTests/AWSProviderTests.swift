@@ -205,6 +205,55 @@ import Testing
     }
 }
 
+extension AWSProviderTests {
+    /// The seed's monthly restore test on Aurora as a drill: timed against the 30-minute objective,
+    /// clean-up outside the RTO, nothing left behind, the report in the drill history; and the
+    /// clean-up action refuses any cluster Lifeboat did not restore.
+    @Test func auroraRestoreDrillIsTimedAndCleansUp() async throws {
+        let sandbox = try TestSandbox("aws-drill")
+        defer { Task { await sandbox.remove() } }
+        let explicit = try await account("sa-east-1")
+        let rdsClient = try AWSClient(.rds, explicit: explicit)
+        try await makeCluster(rdsClient, "omni")
+        let repo = try await TestRepository.make(in: sandbox)
+        let pg = try await TestPostgres.start(in: sandbox, archiveTo: nil)
+        _ = try await pg.query("CREATE TABLE accounts AS SELECT generate_series(1, 100) AS id")
+
+        var text = try BuiltinRunbooks.load("builtin:aws-restore-drill")
+        text = text.replacingOccurrences(of: "host: \"${steps.restore.endpoint}\"", with: "host: \"\(pg.cluster.socketDirectory)\"")
+        let context = RunbookContext(repository: { try await repo.reopen() }, production: PostgresEndpoint(), pgdata: nil,
+            restoreCommand: "", aws: explicit, logger: TestSandbox.logger())
+        let executor = RunbookExecutor(context: context, stateDirectory: sandbox.path("runs"), assumeYes: true)
+        let report = try await RunbookDrill(repository: try await repo.reopen(), executor: executor).run(scenario: .snapshotRestore,
+            runbook: try Runbook(yaml: text), text: text,
+            vars: ["region": "sa-east-1", "db_cluster": "omni", "drill_cluster": "omni-drill", "db_port": String(pg.port),
+                   "db_user": pg.cluster.superuser, "verify_sql": "SELECT count(*) FROM accounts"],
+            objectives: DrillScenario.snapshotRestore.defaultObjectives)
+        #expect(report.passed && report.rtoMet, "\(report.checks.filter { !$0.passed })")
+        #expect(report.objectives.rtoSeconds == 1800)
+        let cleanup = report.phases.filter { !$0.countsTowardRTO }.map(\.name)
+        #expect(cleanup == ["drop-drill-cluster (aws.rds.delete-cluster)", "drop-snapshot (aws.rds.delete-snapshot)"])
+        let counted = report.phases.filter(\.countsTowardRTO).reduce(0) { $0 + $1.seconds }
+        #expect(report.rtoSeconds >= counted && report.rtoSeconds < report.phases.reduce(0) { $0 + $1.seconds } + 1)
+
+        // Nothing left behind: no drill cluster, no drill snapshot; production untouched.
+        let aurora = AuroraClusters(client: rdsClient)
+        await #expect(throws: LifeboatError.self) { _ = try await aurora.describe("omni-drill") }
+        let snapshots = try await rdsClient.query("DescribeDBClusterSnapshots", version: "2014-10-31", [("DBClusterIdentifier", "omni")])
+        #expect(snapshots.all("DBClusterSnapshot").filter { $0.child("SnapshotType") == "manual" }.isEmpty)
+        do {
+            try await aurora.deleteRestoredCluster("omni")
+            Issue.record("production was deleted")
+        } catch let e as LifeboatError {
+            #expect(e.message.contains("not restored by Lifeboat"), "\(e)")
+        }
+        #expect(try await aurora.describe("omni").status == "available")
+        let history = try await DrillHistory.all(try await repo.reopen())
+        #expect(history.map(\.runbook) == ["aws-restore-drill"] && history.first?.scenario == .snapshotRestore)
+        try await pg.stop()
+    }
+}
+
 final class LinesBox: @unchecked Sendable {
     private let lock = NSLock()
     private var lines: [String] = []

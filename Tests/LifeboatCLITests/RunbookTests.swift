@@ -238,8 +238,10 @@ import Glibc
             "--rto", "0.01s", "--json"] + s.common + vars, environment: s.env)
         #expect(slow.status == 15)
         #expect(try LifeboatCLI.json(slow)["rtoMet"] as? Bool == false)
-        // A restore drill takes no runbook; a runbook drill needs one.
+        // A runbook drill needs its runbook; runbook variables without a runbook are refused.
         #expect(try await LifeboatCLI.run(["drill", "run", "--scenario", "full-rebuild"] + s.common, environment: s.env).status == 2)
+        let stray = try await LifeboatCLI.run(["drill", "run", "--scenario", "snapshot-restore", "--var", "a=b"] + s.common, environment: s.env)
+        #expect(stray.status == 2 && stray.errors.contains("give --runbook too"), "\(stray.errors)")
 
         let history = try await LifeboatCLI.run(["drill", "history", "--json"] + s.common, environment: s.env)
         let recorded = try #require(try JSONSerialization.jsonObject(with: Data(history.output.utf8)) as? [[String: Any]])

@@ -16,7 +16,7 @@ struct DrillRunCommand: AsyncParsableCommand {
 
     @OptionGroup var global: GlobalOptions
     @Option(help: "snapshot-restore (default), point-in-time, service-restart or full-rebuild.") var scenario: String = DrillScenario.snapshotRestore.rawValue
-    @Option(help: "service-restart and full-rebuild: the runbook to time (a file or builtin:NAME).") var runbook: String?
+    @Option(help: "The runbook to time (a file or builtin:NAME): needed by service-restart and full-rebuild; with snapshot-restore or point-in-time it replaces Lifeboat's own restore (e.g. builtin:aws-restore-drill on Aurora).") var runbook: String?
     @Option(name: .customLong("var"), help: "Runbook variable NAME=VALUE (repeatable).") var vars: [String] = []
     @Flag(help: "Runbook drills: answer yes to every confirmation.") var yes = false
     @Option(name: .customLong("state-dir"), help: "Runbook drills: where run journals are kept.") var stateDir: String?
@@ -43,12 +43,13 @@ struct DrillRunCommand: AsyncParsableCommand {
         var objectives = try settings.drillObjectives(kind)
         if let rto { objectives.rtoSeconds = try HumanDuration.parse(rto) }
         if let rpo { objectives.rpoSeconds = try HumanDuration.parse(rpo) }
-        if kind.runsARunbook {
+        if kind.runsARunbook || runbook != nil {
             try await runRunbookDrill(kind, objectives: objectives, settings: settings)
             return
         }
-        guard runbook == nil, vars.isEmpty else {
-            throw LifeboatError(.invalidUsage, "the \(kind.rawValue) drill restores a backup itself; --runbook and --var are for service-restart and full-rebuild")
+        guard vars.isEmpty else {
+            throw LifeboatError(.invalidUsage, "--var sets runbook variables: give --runbook too",
+                hint: "without --runbook, the \(kind.rawValue) drill restores a backup from the repository itself")
         }
         guard let pgdata = pgdata ?? settings.string("pgdata", env: "PGDATA") else {
             throw LifeboatError(.invalidUsage, "no data directory given", hint: "pass --pgdata DIR or set PGDATA")
