@@ -250,7 +250,8 @@ public struct BackupEngine: Sendable {
             if missing.isEmpty { return }
             if Date() > deadline {
                 let failure = try? await session.query("SELECT coalesce(last_failed_wal, ''), coalesce(last_failed_time::text, '') FROM pg_stat_archiver").first
-                let failed = (failure?[0] ?? "").map { "; the archiver last failed on \($0) at \(failure?[1] ?? "")" } ?? ""
+                let lastFailedWAL = (failure?[0] ?? nil) ?? ""
+                let failed = lastFailedWAL.isEmpty ? "" : "; the archiver last failed on \(lastFailedWAL) at \((failure?[1] ?? nil) ?? "")"
                 throw LifeboatError(.timeout,
                     "WAL segment \(missing[0].name) needed by backup \(record.id) did not reach the repository within \(HumanDuration.format(timeout))\(failed)",
                     hint: "check archive_command (it must run `lifeboat wal push %p` against this repository) and the server log; the backup was not committed")

@@ -173,6 +173,32 @@ public struct FileStore: ObjectStore {
         _ = fsync(fd)
     }
 
+    /// Replaces `path` with `data` so that readers see the old file or the new one, never a mix, and
+    /// a crash leaves one of the two: a temporary file beside it, written and fsynced, given `mode`
+    /// and `owner`, renamed over it, the directory fsynced.
+    public static func replaceAtomically(_ path: String, with data: Data, mode: mode_t, owner: (uid: uid_t, gid: gid_t)? = nil) throws {
+        let temp = path + ".lifeboat-new"
+        unlink(temp)
+        let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw ioError("cannot write", errno: errno, path: temp) }
+        var ok = false
+        defer {
+            close(fd)
+            if !ok { unlink(temp) }
+        }
+        try writeAll(fd: fd, data: data, path: temp)
+        _ = fchmod(fd, mode)
+        if let owner { _ = fchown(fd, owner.uid, owner.gid) }
+        guard fsync(fd) == 0 else { throw ioError("cannot fsync", errno: errno, path: temp) }
+        guard rename(temp, path) == 0 else { throw ioError("cannot replace", errno: errno, path: path) }
+        ok = true
+        let dir = open((path as NSString).deletingLastPathComponent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dir >= 0 {
+            _ = fsync(dir)
+            close(dir)
+        }
+    }
+
     /// Writes all of `data` to `fd`, retrying short writes and interrupts.
     public static func writeAll(fd: Int32, data: Data, path: String) throws {
         try data.withUnsafeBytes { (buf: UnsafeRawBufferPointer) in

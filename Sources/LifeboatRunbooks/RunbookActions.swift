@@ -221,21 +221,11 @@ public enum RunbookActions {
         let file = try inputs.string("file")
         let value = try inputs.string("value")
         let previous = (try? String(contentsOfFile: file, encoding: .utf8))?.trimmingCharacters(in: .newlines) ?? ""
-        let temp = file + ".lifeboat-new"
-        guard FileManager.default.createFile(atPath: temp, contents: Data((value + "\n").utf8)) else {
-            throw LifeboatError(.io, "cannot write \(temp)")
-        }
-        let fd = open(temp, O_RDONLY)
-        if fd >= 0 {
-            fsync(fd)
-            close(fd)
-        }
+        // The new file keeps the old one's mode and owner (the application must still read it).
         var st = stat()
-        if stat(file, &st) == 0 {
-            chmod(temp, st.st_mode & 0o7777)
-            _ = chown(temp, st.st_uid, st.st_gid)
-        }
-        guard rename(temp, file) == 0 else { throw FileStore.ioError("cannot switch", errno: errno, path: file) }
+        let existing = stat(file, &st) == 0
+        try FileStore.replaceAtomically(file, with: Data((value + "\n").utf8), mode: existing ? st.st_mode & 0o7777 : 0o644,
+            owner: existing ? (st.st_uid, st.st_gid) : nil)
         return ["previous": previous]
     }
 

@@ -67,17 +67,8 @@ public struct ServiceState: Codable, Sendable, Equatable {
         let encoder = RepositoryJSON.encoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
         let data = try encoder.encode(self)
-        let dir = (path as NSString).deletingLastPathComponent
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let temp = path + ".tmp"
-        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw FileStore.ioError("cannot write the service state", errno: errno, path: temp) }
-        defer { close(fd) }
-        let written = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        guard written == data.count, fsync(fd) == 0 else {
-            throw FileStore.ioError("cannot write the service state", errno: errno, path: temp)
-        }
-        guard rename(temp, path) == 0 else { throw FileStore.ioError("cannot replace the service state", errno: errno, path: path) }
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try FileStore.replaceAtomically(path, with: data, mode: 0o600)
     }
 }
 
