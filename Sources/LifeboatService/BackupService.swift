@@ -32,7 +32,7 @@ public struct ServiceConfiguration: Sendable {
 
     public init(schedule: ServiceSchedule, backup: BackupOptions?, expirePolicy: RetentionPolicy?, copyToReplicas: Bool,
         replicaCount: Int = 0, drill: DrillOptions?, production: PostgresEndpoint?, rpoObjective: TimeInterval = 300, stateFile: String,
-        tick: TimeInterval = 30, refreshEvery: TimeInterval = 60, parallelism: Int = 4)
+        tick: TimeInterval = 30, refreshEvery: TimeInterval = 300, parallelism: Int = 4)
     {
         self.schedule = schedule
         self.backup = backup
@@ -293,7 +293,9 @@ public actor BackupService {
         case "/healthz", "/health":
             let h = s.health
             return HTTPAnswer(status: h.healthy ? 200 : 503, body: h.healthy ? "ok\n" : h.problems.map { "- \($0)\n" }.joined())
-        case "/status", "/":
+        case "/":
+            return HTTPAnswer(status: 200, contentType: "text/html; charset=utf-8", body: ServiceDashboard.html(s))
+        case "/status":
             let encoder = RepositoryJSON.encoder()
             encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
             struct Status: Encodable {
@@ -303,7 +305,7 @@ public actor BackupService {
             let body = (try? encoder.encode(Status(snapshot: s, health: s.health))).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
             return HTTPAnswer(status: 200, contentType: "application/json", body: body + "\n")
         default:
-            return HTTPAnswer(status: 404, body: "not found: try /metrics, /healthz or /status\n")
+            return HTTPAnswer(status: 404, body: "not found: try /, /metrics, /healthz or /status\n")
         }
     }
 }

@@ -18,7 +18,7 @@ public struct HTTPAnswer: Sendable {
     }
 }
 
-/// A small read-only HTTP/1.1 server (SwiftNIO) for /metrics, /healthz and /status: GET and HEAD
+/// A small read-only HTTP/1.1 server (SwiftNIO) for the dashboard, /metrics, /healthz and /status: GET and HEAD
 /// only, one task per connection, keep-alive honoured. It binds loopback by default: the status
 /// names the repository and the cluster, so exposing it further is the operator's choice.
 public struct StatusServer: Sendable {

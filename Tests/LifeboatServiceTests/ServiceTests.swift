@@ -155,6 +155,8 @@ func http(_ url: String, method: String = "GET") async throws -> (status: Int, b
         let json = try #require(try JSONSerialization.jsonObject(with: Data(status.body.utf8)) as? [String: Any])
         #expect((json["health"] as? [String: Any])?["healthy"] as? Bool == false)
         #expect(((json["snapshot"] as? [String: Any])?["archiver"] as? [String: Any])?["readyFiles"] as? Int ?? 0 >= 1)
+        let page = try await http(base + "/")
+        #expect(page.status == 200 && page.body.contains("<title>Lifeboat: UNHEALTHY</title>") && page.body.contains("WAL archiving is failing"))
 
         // Fixed: the waiting segment goes out and health is green again.
         _ = try await pg.query("ALTER SYSTEM SET archive_command = '\(command.replacingOccurrences(of: "'", with: "''"))'")
@@ -163,6 +165,7 @@ func http(_ url: String, method: String = "GET") async throws -> (status: Int, b
         try await Task.sleep(for: .milliseconds(1100))
         health = try await http(base + "/healthz")
         #expect(health.status == 200, "\(health)")
+        #expect(try await http(base + "/").body.contains("<p class=ok>Healthy</p>"))
         #expect(try await http(base + "/nope").status == 404)
         #expect(try await http(base + "/metrics", method: "POST").status == 405)
         server.cancel()

@@ -71,7 +71,7 @@ struct ServeCommand: AsyncParsableCommand {
             expirePolicy: try flag("expire", true) ? policy : nil, copyToReplicas: try flag("copy_to_replicas", true),
             replicaCount: try settings.replicaConfigs.count,
             drill: drill, production: production, rpoObjective: try duration("rpo_objective", "5m") ?? 300, stateFile: state,
-            tick: try duration("tick", "30s") ?? 30, refreshEvery: try duration("refresh", "60s") ?? 60,
+            tick: try duration("tick", "30s") ?? 30, refreshEvery: try duration("refresh", "5m") ?? 300,
             parallelism: try settings.parallelism(nil))
         let listenAddress = try Self.listenAddress(listen ?? value("listen") ?? "127.0.0.1:9187")
 
