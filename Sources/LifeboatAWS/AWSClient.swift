@@ -19,6 +19,11 @@ public struct AWSService: Sendable, Equatable {
     /// `AWS_ENDPOINT_URL_<this>` overrides the endpoint for this service alone.
     public var endpointVariable: String
 
+    public init(name: String, endpointVariable: String) {
+        self.name = name
+        self.endpointVariable = endpointVariable
+    }
+
     public static let rds = AWSService(name: "rds", endpointVariable: "RDS")
     public static let ecs = AWSService(name: "ecs", endpointVariable: "ECS")
     public static let secretsManager = AWSService(name: "secretsmanager", endpointVariable: "SECRETS_MANAGER")
@@ -36,8 +41,11 @@ public struct AWSClient: Sendable {
     public init(_ service: AWSService, explicit: [String: String] = [:],
         environment: [String: String] = ProcessInfo.processInfo.environment) throws
     {
-        let account = try AWSAccount.resolve(explicit: explicit, environment: environment, service: service.endpointVariable,
-            what: service.name)
+        try self.init(service, account: try AWSAccount.resolve(explicit: explicit, environment: environment,
+            service: service.endpointVariable, what: service.name))
+    }
+
+    init(_ service: AWSService, account: AWSAccount) throws {
         let text = account.endpoint ?? "https://\(service.name).\(account.region).amazonaws.com"
         guard let url = URL(string: text), url.host != nil else {
             throw LifeboatError(.invalidUsage, "'\(text)' is not an endpoint URL", hint: "write it as https://host or http://127.0.0.1:5000")
@@ -48,6 +56,24 @@ public struct AWSClient: Sendable {
         let configuration = URLSessionConfiguration.ephemeral
         configuration.timeoutIntervalForRequest = 60
         session = URLSession(configuration: configuration)
+    }
+
+    /// The same service and credentials in another region (a custom endpoint stays as it is).
+    public func inRegion(_ region: String) throws -> AWSClient {
+        var other = account
+        other.region = region
+        return try AWSClient(service, account: other)
+    }
+
+    /// A presigned GET of a Query-protocol action, for APIs that take one (RDS cross-region copies).
+    public func presignedQuery(_ action: String, version: String, _ parameters: [(String, String)], expires: Int = 3600) -> String {
+        let host = endpoint.host.map { h in endpoint.port.map { "\(h):\($0)" } ?? h } ?? ""
+        let signer = SigV4Signer(accessKeyID: account.accessKeyID, secretAccessKey: account.secretAccessKey,
+            sessionToken: account.sessionToken, region: account.region, service: service.name)
+        let query = signer.presign(method: "GET", host: host, path: "/", query: [("Action", action), ("Version", version)] + parameters,
+            date: Date(), expires: expires)
+        let base = endpoint.absoluteString.hasSuffix("/") ? String(endpoint.absoluteString.dropLast()) : endpoint.absoluteString
+        return base + "/?" + query.map { "\(SigV4Signer.encode($0.0))=\(SigV4Signer.encode($0.1))" }.joined(separator: "&")
     }
 
     /// The Query protocol (RDS): a form-encoded POST; the answer is XML.

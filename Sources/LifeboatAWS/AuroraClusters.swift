@@ -142,6 +142,36 @@ public struct AuroraClusters: Sendable {
         return found
     }
 
+    /// The seed's `copy-db-cluster-snapshot` to this client's region, under `kmsKeyID` (a key of this
+    /// region: the copy is re-encrypted under the second region's own key). From another region,
+    /// the source is looked up there for its ARN and the request carries the presigned URL AWS
+    /// needs for encrypted snapshots (what the AWS CLI's `--source-region` builds).
+    public func copySnapshot(_ source: String, from sourceRegion: String?, to target: String, kmsKeyID: String?,
+        tags: [String: String] = [:]) async throws -> AuroraSnapshot
+    {
+        var p: [(String, String)] = [("TargetDBClusterSnapshotIdentifier", target)]
+        if let kmsKeyID { p.append(("KmsKeyId", kmsKeyID)) }
+        if let region = sourceRegion, region != client.account.region {
+            let remote = AuroraClusters(client: try client.inRegion(region))
+            let arn = source.hasPrefix("arn:") ? source : try await remote.snapshot(source).arn ?? source
+            p.insert(("SourceDBClusterSnapshotIdentifier", arn), at: 0)
+            let presigned = remote.client.presignedQuery("CopyDBClusterSnapshot", version: Self.version,
+                p + [("DestinationRegion", client.account.region)])
+            p.append(("PreSignedUrl", presigned))
+        } else {
+            p.insert(("SourceDBClusterSnapshotIdentifier", source), at: 0)
+        }
+        if tags.isEmpty {
+            p.append(("CopyTags", "true"))
+        } else {
+            for (i, key) in tags.keys.sorted().enumerated() {
+                p += [("Tags.Tag.\(i + 1).Key", key), ("Tags.Tag.\(i + 1).Value", tags[key] ?? "")]
+            }
+        }
+        let answer = try await client.query("CopyDBClusterSnapshot", version: Self.version, p)
+        return AuroraSnapshot(try Self.one("DBClusterSnapshot", in: answer, action: "CopyDBClusterSnapshot"))
+    }
+
     public func deleteSnapshot(_ id: String) async throws {
         _ = try await client.query("DeleteDBClusterSnapshot", version: Self.version, [("DBClusterSnapshotIdentifier", id)])
     }

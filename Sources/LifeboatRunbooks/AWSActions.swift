@@ -8,7 +8,7 @@ import LifeboatRepository
 /// `region`, `endpoint` and `profile` inputs override the configuration's `aws:` section.
 enum AWSActions {
     static var all: [RunbookAction] {
-        [rdsStatus, rdsSnapshot, rdsRestore, rdsDeleteCluster, rdsDeleteSnapshot, ecsStatus, ecsScale, ecsRedeploy, ecsRollback, secretsRestore, secretsPut,
+        [rdsStatus, rdsSnapshot, rdsCopySnapshot, rdsRestore, rdsDeleteCluster, rdsDeleteSnapshot, ecsStatus, ecsScale, ecsRedeploy, ecsRollback, secretsRestore, secretsPut,
          StateActions.restoreVersion]
     }
 
@@ -97,6 +97,23 @@ enum AWSActions {
         let w = try wait(inputs, timeout: 7200)
         if w.wait { restored = try await rds.waitAvailable(target.cluster, timeout: w.timeout, poll: w.poll) }
         return cluster(restored).merging(["restored_to": point]) { $1 }
+    }
+
+    /// The seed's cross-region snapshot copy: into `region` under that region's own `kms_key_id`.
+    static let rdsCopySnapshot = RunbookAction(name: "aws.rds.copy-snapshot", destructive: false,
+        describe: { i in
+            "copy snapshot \(i.optional("snapshot") ?? "?") from \(i.optional("source_region") ?? "this region") to \(i.optional("region") ?? "the configured region") as \(i.optional("target_snapshot") ?? "?")\(i.optional("kms_key_id").map { " under key \($0)" } ?? "")"
+        }
+    ) { inputs, ctx in
+        let rds = AuroraClusters(client: try client(.rds, inputs, ctx))
+        let target = try inputs.string("target_snapshot")
+        var copy = try await rds.copySnapshot(try inputs.string("snapshot"), from: inputs.optional("source_region"), to: target,
+            kmsKeyID: inputs.optional("kms_key_id").flatMap { $0.isEmpty ? nil : $0 }, tags: inputs.map("tags"))
+        let w = try wait(inputs, timeout: 4 * 3600)
+        if w.wait { copy = try await rds.waitSnapshotAvailable(target, timeout: w.timeout, poll: w.poll) }
+        var out = ["snapshot_id": copy.identifier, "status": copy.status]
+        out["snapshot_arn"] = copy.arn
+        return out
     }
 
     /// Clean-up of a restored cluster (a drill's): only clusters Lifeboat restored (tagged) are deleted.

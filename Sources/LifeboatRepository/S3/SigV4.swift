@@ -1,8 +1,8 @@
 import Crypto
 import Foundation
 
-/// AWS Signature Version 4 for S3 requests (the "Authorization header" form), written from the
-/// AWS specification. Pure: takes the request parts and a clock reading, returns headers to add.
+/// AWS Signature Version 4 (the "Authorization header" form, and presigned queries), written from
+/// the AWS specification. Pure: takes the request parts and a clock reading, returns what to add.
 public struct SigV4Signer: Sendable {
     public var accessKeyID: String
     public var secretAccessKey: String
@@ -34,18 +34,40 @@ public struct SigV4Signer: Sendable {
         let signedNames = all.keys.sorted()
         let canonicalHeaders = signedNames.map { "\($0):\(all[$0] ?? "")\n" }.joined()
         let signedHeaders = signedNames.joined(separator: ";")
-        let canonicalQuery = query.map { (Self.encode($0.0), Self.encode($0.1)) }.sorted { $0 < $1 }.map { "\($0.0)=\($0.1)" }
-            .joined(separator: "&")
-        let canonicalRequest = [method, Self.encodePath(path), canonicalQuery, canonicalHeaders, signedHeaders, payloadHash]
+        let canonicalRequest = [method, Self.encodePath(path), Self.canonicalQuery(query), canonicalHeaders, signedHeaders, payloadHash]
             .joined(separator: "\n")
         let scope = "\(day)/\(region)/\(service)/aws4_request"
-        let stringToSign = ["AWS4-HMAC-SHA256", amzDate, scope, Self.hex(SHA256.hash(data: Data(canonicalRequest.utf8)))]
-            .joined(separator: "\n")
-        let signature = Self.hex(HMAC<SHA256>.authenticationCode(for: Data(stringToSign.utf8), using: signingKey(day: day)))
+        let signature = self.signature(canonicalRequest, amzDate: amzDate, day: day)
         var result: [String: String] = ["x-amz-date": amzDate, "x-amz-content-sha256": payloadHash]
         if let sessionToken { result["x-amz-security-token"] = sessionToken }
         result["Authorization"] = "AWS4-HMAC-SHA256 Credential=\(accessKeyID)/\(scope), SignedHeaders=\(signedHeaders), Signature=\(signature)"
         return result
+    }
+
+    /// A presigned request (the "query string" form): the query to send, signature included. Only
+    /// `host` is signed and the payload is empty, as for the RDS cross-region `PreSignedUrl`.
+    public func presign(method: String, host: String, path: String, query: [(String, String)], date: Date,
+        expires: Int) -> [(String, String)]
+    {
+        let (amzDate, day) = Self.timestamps(date)
+        let scope = "\(day)/\(region)/\(service)/aws4_request"
+        var all = query + [("X-Amz-Algorithm", "AWS4-HMAC-SHA256"), ("X-Amz-Credential", "\(accessKeyID)/\(scope)"),
+            ("X-Amz-Date", amzDate), ("X-Amz-Expires", String(expires)), ("X-Amz-SignedHeaders", "host")]
+        if let sessionToken { all.append(("X-Amz-Security-Token", sessionToken)) }
+        let canonicalRequest = [method, Self.encodePath(path), Self.canonicalQuery(all), "host:\(host)\n", "host",
+            Self.payloadHash(Data())].joined(separator: "\n")
+        return all + [("X-Amz-Signature", signature(canonicalRequest, amzDate: amzDate, day: day))]
+    }
+
+    func signature(_ canonicalRequest: String, amzDate: String, day: String) -> String {
+        let scope = "\(day)/\(region)/\(service)/aws4_request"
+        let stringToSign = ["AWS4-HMAC-SHA256", amzDate, scope, Self.hex(SHA256.hash(data: Data(canonicalRequest.utf8)))]
+            .joined(separator: "\n")
+        return Self.hex(HMAC<SHA256>.authenticationCode(for: Data(stringToSign.utf8), using: signingKey(day: day)))
+    }
+
+    static func canonicalQuery(_ query: [(String, String)]) -> String {
+        query.map { (encode($0.0), encode($0.1)) }.sorted { $0 < $1 }.map { "\($0.0)=\($0.1)" }.joined(separator: "&")
     }
 
     func signingKey(day: String) -> SymmetricKey {
