@@ -18,11 +18,20 @@ public struct AWSService: Sendable, Equatable {
     public var name: String
     /// `AWS_ENDPOINT_URL_<this>` overrides the endpoint for this service alone.
     public var endpointVariable: String
+    /// A global service's one endpoint (Route 53), instead of a regional one.
+    public var globalEndpoint: String?
+    /// A global service signs for this region whatever the configured one.
+    public var signingRegion: String?
 
-    public init(name: String, endpointVariable: String) {
+    public init(name: String, endpointVariable: String, globalEndpoint: String? = nil, signingRegion: String? = nil) {
         self.name = name
         self.endpointVariable = endpointVariable
+        self.globalEndpoint = globalEndpoint
+        self.signingRegion = signingRegion
     }
+
+    public static let route53 = AWSService(name: "route53", endpointVariable: "ROUTE_53",
+        globalEndpoint: "https://route53.amazonaws.com", signingRegion: "us-east-1")
 
     public static let rds = AWSService(name: "rds", endpointVariable: "RDS")
     public static let ecs = AWSService(name: "ecs", endpointVariable: "ECS")
@@ -46,7 +55,7 @@ public struct AWSClient: Sendable {
     }
 
     init(_ service: AWSService, account: AWSAccount) throws {
-        let text = account.endpoint ?? "https://\(service.name).\(account.region).amazonaws.com"
+        let text = account.endpoint ?? service.globalEndpoint ?? "https://\(service.name).\(account.region).amazonaws.com"
         guard let url = URL(string: text), url.host != nil else {
             throw LifeboatError(.invalidUsage, "'\(text)' is not an endpoint URL", hint: "write it as https://host or http://127.0.0.1:5000")
         }
@@ -105,23 +114,44 @@ public struct AWSClient: Sendable {
         return object
     }
 
-    func send(action: String, body: Data, headers: [String: String],
-        describeError: (Int, Data) -> (code: String, message: String)) async throws -> Data
+    /// The REST-XML protocol (Route 53): a method, a path under the endpoint, a query; XML answers.
+    public func rest(_ method: String, _ path: String, query: [(String, String)] = [], body: Data? = nil, action: String) async throws -> AWSXML {
+        let data = try await send(method: method, path: path, query: query, action: action, body: body ?? Data(),
+            headers: body == nil ? [:] : ["Content-Type": "application/xml"]) { status, body in
+            let tree = try? AWSXML.parse(body)
+            return (tree?.text("Code") ?? "HTTP \(status)", tree?.text("Message") ?? String(decoding: body.prefix(300), as: UTF8.self))
+        }
+        return try AWSXML.parse(data)
+    }
+
+    func send(method: String = "POST", path: String = "/", query: [(String, String)] = [], action: String, body: Data,
+        headers: [String: String], describeError: (Int, Data) -> (code: String, message: String)) async throws -> Data
     {
         var delay = 0.5
+        let base = endpoint.path.isEmpty || endpoint.path == "/" ? "" : endpoint.path
+        let fullPath = base + path
+        var components = URLComponents()
+        components.scheme = endpoint.scheme
+        components.host = endpoint.host
+        components.port = endpoint.port
+        components.percentEncodedPath = SigV4Signer.encodePath(fullPath)
+        if !query.isEmpty {
+            components.percentEncodedQuery = query.map { "\(SigV4Signer.encode($0.0))=\(SigV4Signer.encode($0.1))" }.joined(separator: "&")
+        }
+        guard let url = components.url else { throw LifeboatError(.internalError, "cannot build a URL for \(fullPath)") }
         for attempt in 1...max(1, attempts) {
-            var request = URLRequest(url: endpoint)
-            request.httpMethod = "POST"
+            var request = URLRequest(url: url)
+            request.httpMethod = method
             let host = endpoint.host.map { h in endpoint.port.map { "\(h):\($0)" } ?? h } ?? ""
             let signer = SigV4Signer(accessKeyID: account.accessKeyID, secretAccessKey: account.secretAccessKey,
-                sessionToken: account.sessionToken, region: account.region, service: service.name)
-            let path = endpoint.path.isEmpty ? "/" : endpoint.path
-            let signed = signer.sign(method: "POST", host: host, path: path, query: [], headers: headers,
+                sessionToken: account.sessionToken, region: service.signingRegion ?? account.region, service: service.name)
+            let signed = signer.sign(method: method, host: host, path: fullPath, query: query, headers: headers,
                 payloadHash: SigV4Signer.payloadHash(body), date: Date())
             for (k, v) in headers.merging(signed, uniquingKeysWith: { $1 }) { request.setValue(v, forHTTPHeaderField: k) }
             let retryable: LifeboatError
             do {
-                let (data, response) = try await session.upload(for: request, from: body)
+                let (data, response) = method == "GET"
+                    ? try await session.data(for: request) : try await session.upload(for: request, from: body)
                 let status = (response as? HTTPURLResponse)?.statusCode ?? 0
                 if (200..<300).contains(status) { return data }
                 let (code, message) = describeError(status, data)

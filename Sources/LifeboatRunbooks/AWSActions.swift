@@ -8,7 +8,7 @@ import LifeboatRepository
 /// `region`, `endpoint` and `profile` inputs override the configuration's `aws:` section.
 enum AWSActions {
     static var all: [RunbookAction] {
-        [rdsStatus, rdsSnapshot, rdsCopySnapshot, rdsRestore, rdsDeleteCluster, rdsDeleteSnapshot, ecsStatus, ecsScale, ecsRedeploy, ecsRollback, secretsRestore, secretsPut,
+        [rdsStatus, rdsSnapshot, rdsCopySnapshot, rdsRestore, rdsDeleteCluster, rdsDeleteSnapshot, ecsStatus, ecsScale, ecsRedeploy, ecsRollback, route53Switch, secretsRestore, secretsPut,
          StateActions.restoreVersion]
     }
 
@@ -202,6 +202,23 @@ enum AWSActions {
         let w = try wait(inputs, timeout: 1800)
         if w.wait { _ = try await ecs.waitStable(cluster: cluster, service: name, timeout: w.timeout, poll: w.poll) }
         return ["task_definition": target, "previous_task_definition": current]
+    }
+
+    /// Points a DNS name at another target (the seed's "update DNS to point to the new region").
+    static let route53Switch = RunbookAction(name: "aws.route53.switch", destructive: true,
+        describe: { "point \($0.optional("name") ?? "?") (\($0.optional("type") ?? "CNAME")) at \($0.optional("value") ?? "?")" }
+    ) { inputs, ctx in
+        let dns = Route53Records(client: try client(.route53, inputs, ctx))
+        let zone = try inputs.string("zone_id")
+        let name = try inputs.string("name")
+        let type = inputs.optional("type") ?? "CNAME"
+        let previous = try await dns.record(zone: zone, name: name, type: type)
+        let values = try inputs.string("value").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        let change = try await dns.upsert(zone: zone, record: DNSRecord(name: name, type: type, ttl: try inputs.int("ttl", default: 60),
+            values: values), comment: "lifeboat runbook step \(inputs.step)")
+        let w = try wait(inputs, timeout: 600)
+        if w.wait { try await dns.waitInSync(change, timeout: w.timeout, poll: w.poll) }
+        return ["previous": previous?.values.joined(separator: ",") ?? "", "change_id": change]
     }
 
     static let secretsRestore = RunbookAction(name: "aws.secrets.restore", destructive: true,

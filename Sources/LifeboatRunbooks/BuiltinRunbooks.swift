@@ -6,8 +6,76 @@ public enum BuiltinRunbooks {
         "emergency-failover": emergencyFailover, "database-corruption": databaseCorruption, "service-outage": serviceOutage,
         "bad-deployment": badDeployment, "accidental-deletion": accidentalDeletion, "ransomware": ransomware,
         "regional-outage": regionalOutage, "aws-emergency-failover": awsEmergencyFailover, "aws-service-outage": awsServiceOutage,
-        "terraform-destroy": terraformDestroy, "aws-restore-drill": awsRestoreDrill,
+        "terraform-destroy": terraformDestroy, "aws-restore-drill": awsRestoreDrill, "aws-regional-outage": awsRegionalOutage,
     ]
+
+    static let awsRegionalOutage = """
+        name: aws-regional-outage
+        description: >
+          Scenario 3 on AWS, when the outage lasts: restore the newest snapshot copied to the second
+          region (aws.rds.copy-snapshot, under that region's key) into a new cluster there, rebuild the
+          infrastructure there with Terraform, verify the database, start the services, and point DNS
+          at the second region.
+        production: true
+        vars:
+          primary_region: us-east-1
+          dr_region: us-west-2
+          dr_snapshot: ""
+          dr_cluster: omnirapeutic-production-dr
+          subnet_group: omnirapeutic-dr-aurora-subnet-group
+          security_groups: ""
+          kms_key_id: ""
+          tf_dir: /srv/infrastructure/dr
+          ecs_cluster: omnirapeutic-dr
+          services: "omnirapeutic-dr-api,omnirapeutic-dr-web,omnirapeutic-dr-worker"
+          desired_count: "2"
+          zone_id: ""
+          dns_name: api.omnirapeutic.example
+          dr_app_target: ""
+          db_port: "5432"
+          db_user: postgres
+          db_name: postgres
+          db_password_env: PGPASSWORD
+          verify_sql: "SELECT 1"
+        steps:
+          - name: declare-regional-failover
+            action: wait
+            with: { duration: 0s }
+            confirm: "Is ${vars.primary_region} confirmed down for long enough to fail over to ${vars.dr_region} (AWS Health Dashboard)?"
+          - name: restore-in-second-region
+            action: aws.rds.restore
+            with:
+              region: "${vars.dr_region}"
+              snapshot: "${vars.dr_snapshot}"
+              target_cluster: "${vars.dr_cluster}"
+              subnet_group: "${vars.subnet_group}"
+              security_groups: "${vars.security_groups}"
+              kms_key_id: "${vars.kms_key_id}"
+              instance_class: db.serverless
+            timeout: 4h
+          - name: rebuild-infrastructure
+            action: shell
+            with: { command: "terraform -chdir=${vars.tf_dir} init -input=false && terraform -chdir=${vars.tf_dir} apply -input=false -auto-approve" }
+            confirm: "Run terraform apply in ${vars.tf_dir} for ${vars.dr_region}?"
+            timeout: 2h
+          - name: verify-database
+            action: verify
+            with:
+              host: "${steps.restore-in-second-region.endpoint}"
+              port: "${vars.db_port}"
+              user: "${vars.db_user}"
+              database: "${vars.db_name}"
+              password_env: "${vars.db_password_env}"
+              checks:
+                - { name: application query, sql: "${vars.verify_sql}" }
+          - name: start-services
+            action: aws.ecs.scale
+            with: { region: "${vars.dr_region}", cluster: "${vars.ecs_cluster}", services: "${vars.services}", desired_count: "${vars.desired_count}", force_new_deployment: true }
+          - name: switch-dns
+            action: aws.route53.switch
+            with: { zone_id: "${vars.zone_id}", name: "${vars.dns_name}", value: "${vars.dr_app_target}" }
+            confirm: "Point ${vars.dns_name} at ${vars.dr_app_target} in ${vars.dr_region}?"
+        """
 
     static let awsRestoreDrill = """
         name: aws-restore-drill

@@ -101,7 +101,7 @@ public struct SigV4Signer: Sendable {
         return out
     }
 
-    static func encodePath(_ path: String) -> String {
+    public static func encodePath(_ path: String) -> String {
         path.split(separator: "/", omittingEmptySubsequences: false).map { encode(String($0)) }.joined(separator: "/")
     }
 
