@@ -98,6 +98,6 @@ let package = Package(
         .testTarget(name: "LifeboatServiceTests", dependencies: ["LifeboatService", "LifeboatTesting"], swiftSettings: strict),
         .testTarget(
             name: "LifeboatCLITests",
-            dependencies: ["LifeboatTesting", "lifeboat"], swiftSettings: strict),
+            dependencies: ["LifeboatTesting", "LifeboatAWS", "lifeboat"], swiftSettings: strict),
     ]
 )

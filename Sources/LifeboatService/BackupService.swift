@@ -210,7 +210,9 @@ public actor BackupService {
             record.succeeded = false
             record.failures += 1
             record.lastFailureAt = finished
-            record.message = (error as? LifeboatError)?.description ?? "\(error)"
+            record.message = error is CancellationError || Task.isCancelled
+                ? "interrupted: the daemon was stopped during the job"
+                : (error as? LifeboatError)?.description ?? "\(error)"
             logger.error("job failed", metadata: ["lifeboat.job": .string(job.rawValue), "lifeboat.error": .string(record.message)])
         }
         state[job] = record
