@@ -7,12 +7,23 @@ public struct RetentionPolicy: Sendable, Equatable, Codable {
     public var recoveryWindow: TimeInterval
     /// Default retention for manual backups taken without `--retain`.
     public var manualRetention: TimeInterval
+    /// The newest this many automated backups are kept whatever their age: a floor of redundancy
+    /// when backups stopped for longer than the window (a broken scheduler must not leave one).
+    public var keepLast: Int
 
     public static let seedDefault = RetentionPolicy(recoveryWindow: 7 * 86400, manualRetention: 30 * 86400)
 
-    public init(recoveryWindow: TimeInterval, manualRetention: TimeInterval) {
+    public init(recoveryWindow: TimeInterval, manualRetention: TimeInterval, keepLast: Int = 0) {
         self.recoveryWindow = recoveryWindow
         self.manualRetention = manualRetention
+        self.keepLast = keepLast
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        recoveryWindow = try c.decode(TimeInterval.self, forKey: .recoveryWindow)
+        manualRetention = try c.decode(TimeInterval.self, forKey: .manualRetention)
+        keepLast = try c.decodeIfPresent(Int.self, forKey: .keepLast) ?? 0
     }
 }
 
@@ -41,12 +52,14 @@ public struct ExpirePlan: Sendable, Equatable {
     ///   window start is kept too, since replay from it is what makes the window's first moments
     ///   restorable.
     /// - Manual: kept until `retainUntil` (or stop time plus the policy's manual retention).
-    /// - The newest backup of all is never expired, whatever the policy says.
+    /// - The newest backup of all is never expired, whatever the policy says, nor the newest
+    ///   `keepLast` automated ones.
     public static func make(backups: [BackupRecord], policy: RetentionPolicy, now: Date) -> ExpirePlan {
         let windowStart = now.addingTimeInterval(-policy.recoveryWindow)
         let automated = backups.filter { $0.kind == .automated }.sorted { $0.stopTime < $1.stopTime }
         let anchor = automated.last { $0.stopTime <= windowStart }
         let newest = backups.max { $0.stopTime < $1.stopTime }
+        let floor = Set(automated.suffix(max(0, policy.keepLast)).map(\.id))
         var decisions: [Decision] = []
         for b in backups.sorted(by: { $0.stopTime < $1.stopTime }) {
             let decision: Decision
@@ -69,6 +82,8 @@ public struct ExpirePlan: Sendable, Equatable {
             }
             if !decision.keep, b.id == newest?.id {
                 decisions.append(Decision(backupID: b.id, keep: true, reason: "newest backup is always kept"))
+            } else if !decision.keep, floor.contains(b.id) {
+                decisions.append(Decision(backupID: b.id, keep: true, reason: "among the newest \(policy.keepLast) automated backups (keep_last)"))
             } else {
                 decisions.append(decision)
             }

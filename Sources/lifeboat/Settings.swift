@@ -35,7 +35,7 @@ struct Settings {
         "object_lock_mode", "object_lock_retention",
     ]
     static let knownDrillKeys: Set<String> = ["scratch_dir", "report_dir", "objectives", "checks"]
-    static let knownRetentionKeys: Set<String> = ["recovery_window", "manual"]
+    static let knownRetentionKeys: Set<String> = ["recovery_window", "manual", "keep_last"]
     static let knownServeKeys: Set<String> = [
         "listen", "backup_window", "backup_every", "expire", "copy_to_replicas", "verify_every", "drill_every", "drill_scenario",
         "rpo_objective", "state_file", "tick", "refresh", "retry_after",
@@ -265,6 +265,10 @@ struct Settings {
         if let r = file["retention"] as? [String: Any] {
             if let w = r["recovery_window"] { policy.recoveryWindow = try HumanDuration.parse("\(w)") }
             if let m = r["manual"] { policy.manualRetention = try HumanDuration.parse("\(m)") }
+            if let k = r["keep_last"] {
+                guard let n = Int("\(k)"), n >= 0 else { throw LifeboatError(.invalidUsage, "retention.keep_last must be a whole number of backups, not '\(k)'") }
+                policy.keepLast = n
+            }
         }
         return policy
     }

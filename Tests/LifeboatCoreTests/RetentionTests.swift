@@ -46,6 +46,26 @@ struct RetentionTests {
         #expect(plan.expired == ["old"])
     }
 
+    /// Backups stopped for three weeks (a broken scheduler): the window alone would keep one; the
+    /// keep_last floor keeps the newest N automated ones, and only automated ones count.
+    @Test func keepLastIsAFloorOfAutomatedBackups() {
+        let backups = [
+            record("a30", .automated, stoppedDaysAgo: 30, now: now), record("a25", .automated, stoppedDaysAgo: 25, now: now),
+            record("a22", .automated, stoppedDaysAgo: 22, now: now), record("m21", .manual, stoppedDaysAgo: 50, now: now),
+            record("a21", .automated, stoppedDaysAgo: 21, now: now),
+        ]
+        #expect(ExpirePlan.make(backups: backups, policy: .seedDefault, now: now).kept == ["a21"])
+        var policy = RetentionPolicy.seedDefault
+        policy.keepLast = 3
+        let plan = ExpirePlan.make(backups: backups, policy: policy, now: now)
+        #expect(Set(plan.kept) == ["a25", "a22", "a21"])
+        #expect(Set(plan.expired) == ["a30", "m21"])
+        #expect(plan.decisions.first { $0.backupID == "a25" }?.reason.contains("keep_last") == true)
+        // Old policies (stored without the key) decode with no floor.
+        let old = #"{"recoveryWindow":604800,"manualRetention":2592000}"#
+        #expect((try? JSONDecoder().decode(RetentionPolicy.self, from: Data(old.utf8)))?.keepLast == 0)
+    }
+
     @Test func walNeededByKeptBackups() {
         let size: UInt64 = 16 << 20
         let auto = record("a", .automated, stoppedDaysAgo: 1, now: now, startSegment: 20, stopSegment: 21)
