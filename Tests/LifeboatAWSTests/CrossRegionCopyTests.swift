@@ -50,10 +50,12 @@ import Testing
             ["endpoint": endpoint, "region": region, "aws_access_key_id": MotoServer.accessKey, "aws_secret_access_key": MotoServer.secretKey]
         }
         let kms = AWSService(name: "kms", endpointVariable: "KMS")
-        let drKey = try #require(try await AWSClient(kms, explicit: explicit("eu-central-1")).json("TrentService.CreateKey",
-            ["Description": "second region"])["KeyMetadata"] as? [String: Any])["KeyId"] as? String
-        let primaryKey = try #require(try await AWSClient(kms, explicit: explicit("us-west-1")).json("TrentService.CreateKey",
-            ["Description": "first region"])["KeyMetadata"] as? [String: Any])["KeyId"] as? String
+        func createKey(_ region: String) async throws -> String {
+            let answer = try await AWSClient(kms, explicit: explicit(region)).json("TrentService.CreateKey", ["Description": region])
+            return try #require((answer["KeyMetadata"] as? [String: Any])?["KeyId"] as? String)
+        }
+        let drKey = try await createKey("eu-central-1")
+        let primaryKey = try await createKey("us-west-1")
 
         let source = try AWSClient(.rds, explicit: explicit("us-west-1"))
         _ = try await source.query("CreateDBCluster", version: "2014-10-31", [("DBClusterIdentifier", "omni"), ("Engine", "aurora-postgresql"),
