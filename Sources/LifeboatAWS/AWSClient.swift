@@ -36,6 +36,7 @@ public struct AWSService: Sendable, Equatable {
     public static let rds = AWSService(name: "rds", endpointVariable: "RDS")
     public static let ecs = AWSService(name: "ecs", endpointVariable: "ECS")
     public static let secretsManager = AWSService(name: "secretsmanager", endpointVariable: "SECRETS_MANAGER")
+    public static let ecr = AWSService(name: "ecr", endpointVariable: "ECR")
 }
 
 /// A signed client for one service in one region, with retries for throttling and server errors.

@@ -83,6 +83,13 @@ public struct ECSServices: Sendable {
         return previous.1
     }
 
+    /// The container images a task definition runs.
+    public func images(of taskDefinition: String) async throws -> [String] {
+        let answer = try await client.json(Self.prefix + "DescribeTaskDefinition", ["taskDefinition": taskDefinition])
+        let containers = (answer["taskDefinition"] as? [String: Any])?["containerDefinitions"] as? [[String: Any]] ?? []
+        return containers.compactMap { $0["image"] as? String }
+    }
+
     /// Polls until the service is steady (`aws ecs wait services-stable`).
     public func waitStable(cluster: String, service: String, timeout: TimeInterval, poll: TimeInterval) async throws -> ECSService {
         try await AuroraClusters.poll(what: "service \(service) to become stable", timeout: timeout, every: poll) {
@@ -126,5 +133,43 @@ public struct SecretsManager: Sendable {
     public func put(_ secret: String, value: String) async throws -> String {
         let answer = try await client.json("secretsmanager.PutSecretValue", ["SecretId": secret, "SecretString": value])
         return answer["VersionId"] as? String ?? ""
+    }
+}
+
+/// ECR images: whether the image a rollback needs still exists (a lifecycle rule such as the seed's
+/// "keep last 20 images" may have removed it, and a rollback to it would fail at deployment).
+public struct ContainerImages: Sendable {
+    public let client: AWSClient
+    public init(client: AWSClient) { self.client = client }
+
+    /// The parts of an ECR image URI, or nil for an image elsewhere (Docker Hub, ...).
+    public static func parse(_ image: String) -> (registry: String, region: String, repository: String, tag: String?, digest: String?)? {
+        guard let slash = image.firstIndex(of: "/") else { return nil }
+        let host = image[..<slash].split(separator: ".")
+        guard host.count >= 6, host[1] == "dkr", host[2] == "ecr" else { return nil }
+        var rest = String(image[image.index(after: slash)...])
+        var digest: String?
+        var tag: String?
+        if let at = rest.firstIndex(of: "@") {
+            digest = String(rest[rest.index(after: at)...])
+            rest = String(rest[..<at])
+        } else if let colon = rest.lastIndex(of: ":") {
+            tag = String(rest[rest.index(after: colon)...])
+            rest = String(rest[..<colon])
+        }
+        return (String(host[0]), String(host[3]), rest, digest == nil ? (tag ?? "latest") : nil, digest)
+    }
+
+    /// True or false for an ECR image; nil when the image is not in ECR (it cannot be checked here).
+    public func exists(_ image: String) async throws -> Bool? {
+        guard let ref = Self.parse(image) else { return nil }
+        let id: [String: String] = ref.digest.map { ["imageDigest": $0] } ?? ["imageTag": ref.tag ?? "latest"]
+        do {
+            let answer = try await client.inRegion(ref.region).json("AmazonEC2ContainerRegistry_V20150921.DescribeImages",
+                ["registryId": ref.registry, "repositoryName": ref.repository, "imageIds": [id]])
+            return !((answer["imageDetails"] as? [Any]) ?? []).isEmpty
+        } catch let e as LifeboatError where e.message.contains("ImageNotFoundException") || e.message.contains("RepositoryNotFoundException") {
+            return false
+        }
     }
 }

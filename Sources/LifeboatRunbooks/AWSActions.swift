@@ -198,6 +198,14 @@ enum AWSActions {
         let current = try await ecs.describe(cluster: cluster, service: name).taskDefinition
         var target = inputs.optional("task_definition") ?? ""
         if target.isEmpty { target = try await ecs.previousTaskDefinition(cluster: cluster, service: name) }
+        // A rollback to an image the registry no longer has fails only once deployed: check first.
+        if inputs.bool("check_images", default: true) {
+            let registry = ContainerImages(client: try client(.ecr, inputs, ctx))
+            for image in try await ecs.images(of: target) where try await registry.exists(image) == false {
+                throw LifeboatError(.notFound, "cannot roll \(name) back to \(target): its image \(image) is no longer in ECR",
+                    hint: "a lifecycle rule (such as \"keep last 20 images\") removed it: roll back to a newer revision, or rebuild and push that image")
+            }
+        }
         try await ecs.update(cluster: cluster, service: name, taskDefinition: target)
         let w = try wait(inputs, timeout: 1800)
         if w.wait { _ = try await ecs.waitStable(cluster: cluster, service: name, timeout: w.timeout, poll: w.poll) }

@@ -206,6 +206,53 @@ import Testing
 }
 
 extension AWSProviderTests {
+    /// A rollback to an image an ECR lifecycle rule removed is refused before anything changes; once
+    /// the image is back, the same rollback goes through.
+    @Test func rollbackRefusesAnImageECRNoLongerHas() async throws {
+        let sandbox = try TestSandbox("aws-ecr")
+        defer { Task { await sandbox.remove() } }
+        let explicit = try await account("ca-central-1")
+        let ecsClient = try AWSClient(.ecs, explicit: explicit)
+        let ecr = try AWSClient(.ecr, explicit: explicit)
+        let registry = "AmazonEC2ContainerRegistry_V20150921."
+        _ = try await ecr.json(registry + "CreateRepository", ["repositoryName": "shop"])
+        func push(_ tag: String) async throws {
+            let manifest = #"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{"mediaType":"application/vnd.docker.container.image.v1+json","size":7023,"digest":"sha256:"# + String(repeating: tag == "1.0" ? "a" : "b", count: 64) + #""},"layers":[]}"#
+            _ = try await ecr.json(registry + "PutImage", ["repositoryName": "shop", "imageManifest": manifest, "imageTag": tag])
+        }
+        try await push("1.1")
+        let p = "AmazonEC2ContainerServiceV20141113."
+        _ = try await ecsClient.json(p + "CreateCluster", ["clusterName": "prod"])
+        for tag in ["1.0", "1.1"] {
+            _ = try await ecsClient.json(p + "RegisterTaskDefinition", ["family": "shop",
+                "containerDefinitions": [["name": "shop", "image": "123456789012.dkr.ecr.ca-central-1.amazonaws.com/shop:\(tag)", "memory": 256]]])
+        }
+        _ = try await ecsClient.json(p + "CreateService", ["cluster": "prod", "serviceName": "shop", "taskDefinition": "shop:2", "desiredCount": 1])
+        let ecs = ECSServices(client: ecsClient)
+        _ = try await ecs.update(cluster: "prod", service: "shop", desiredCount: 2)
+
+        let yaml = """
+            name: roll-back
+            steps:
+              - name: rollback
+                action: aws.ecs.rollback
+                with: { region: ca-central-1, cluster: prod, service: shop, poll: 0.1s, timeout: 5s }
+            """
+        let context = RunbookContext(repository: { throw LifeboatError(.invalidUsage, "no repository in this test") },
+            production: PostgresEndpoint(), pgdata: nil, restoreCommand: "", aws: explicit, logger: TestSandbox.logger())
+        let executor = RunbookExecutor(context: context, stateDirectory: sandbox.path("runs"), assumeYes: true)
+        let refused = try await executor.run(try Runbook(yaml: yaml), text: yaml, vars: [:])
+        #expect(refused.status == .failed && refused.steps.first?.error?.contains("is no longer in ECR") == true, "\(refused.steps.first?.error ?? "")")
+        #expect(try await ecs.describe(cluster: "prod", service: "shop").taskDefinition.hasSuffix("shop:2"), "nothing changed")
+
+        try await push("1.0")
+        let done = try await executor.run(try Runbook(yaml: yaml), text: yaml, vars: [:])
+        #expect(done.status == .succeeded, "\(done.steps.first?.error ?? "")")
+        #expect(try await ecs.describe(cluster: "prod", service: "shop").taskDefinition.hasSuffix("shop:1"))
+        #expect(ContainerImages.parse("nginx:1.25") == nil)
+        #expect(ContainerImages.parse("123456789012.dkr.ecr.us-east-1.amazonaws.com/team/api@sha256:abc")?.digest == "sha256:abc")
+    }
+
     /// The seed's monthly restore test on Aurora as a drill: timed against the 30-minute objective,
     /// clean-up outside the RTO, nothing left behind, the report in the drill history; and the
     /// clean-up action refuses any cluster Lifeboat did not restore.
