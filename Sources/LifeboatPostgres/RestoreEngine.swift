@@ -215,7 +215,10 @@ public struct RestoreEngine: Sendable {
             var first: Int
             var count: Int
         }
-        let runLength = 4
+        // 16 MiB runs: each worker writes long sequential stretches (measured at scale 100 with lz4,
+        // interleaved with pgBackRest over 8 rounds: 1.70 s against 1.90 s with 4 MiB runs; no
+        // difference at scale 20).
+        let runLength = 16
         var runs: [Run] = []
         for (i, entry) in files.enumerated() {
             for first in stride(from: 0, to: entry.chunks.count, by: runLength) {
