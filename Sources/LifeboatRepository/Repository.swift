@@ -50,6 +50,15 @@ public final class Repository: Sendable {
 
     static let configKey = "config"
 
+    /// Proves the repository is still there: its config object exists (an empty listing alone
+    /// cannot tell a moved or deleted repository from an empty one).
+    public func checkPresent() async throws {
+        guard try await store.info(Self.configKey) != nil else {
+            throw LifeboatError(.repository, "the repository at \(store.location) has no config object: it was moved or deleted",
+                hint: "check the location; restore the repository from its copy in the second region")
+        }
+    }
+
     private init(store: any ObjectStore, config: RepositoryConfig, keys: RepositoryKeys, logger: Logger) {
         self.store = store
         self.config = config

@@ -231,6 +231,7 @@ public actor BackupService {
     /// Lists the repository (backups, WAL, drills) and measures replica lag.
     public func observeRepository() async {
         do {
+            try await repository.checkPresent()
             let summary = try await RepositorySummary.make(repository)
             repositoryObservation = RepositoryObservation(summary, observedAt: Date())
             let scenario = configuration.drill?.scenario

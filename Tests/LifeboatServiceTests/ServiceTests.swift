@@ -166,6 +166,16 @@ func http(_ url: String, method: String = "GET") async throws -> (status: Int, b
         health = try await http(base + "/healthz")
         #expect(health.status == 200, "\(health)")
         #expect(try await http(base + "/").body.contains("<p class=ok>Healthy</p>"))
+
+        // The repository disappears (moved away): red, with the reason; back in place: green.
+        try FileManager.default.moveItem(atPath: repo.path, toPath: repo.path + ".moved")
+        await service.observeRepository()
+        health = try await http(base + "/healthz")
+        #expect(health.status == 503 && health.body.contains("repository unreachable") && health.body.contains("moved or deleted"), "\(health)")
+        #expect(try await http(base + "/metrics").body.contains("lifeboat_repository_up 0.0\n"))
+        try FileManager.default.moveItem(atPath: repo.path + ".moved", toPath: repo.path)
+        await service.observeRepository()
+        #expect(try await http(base + "/healthz").status == 200)
         #expect(try await http(base + "/nope").status == 404)
         #expect(try await http(base + "/metrics", method: "POST").status == 405)
         server.cancel()
