@@ -112,9 +112,7 @@ import Testing
         let sandbox = try TestSandbox("aws-ecs")
         defer { Task { await sandbox.remove() } }
         let explicit = try await account("eu-west-2")
-        let context = RunbookContext(repository: { throw LifeboatError(.invalidUsage, "no repository in this test") },
-            production: PostgresEndpoint(), pgdata: nil, restoreCommand: "", aws: explicit, logger: TestSandbox.logger())
-        let executor = RunbookExecutor(context: context, stateDirectory: sandbox.path("runs"), assumeYes: true)
+        let executor = awsExecutor(explicit, sandbox: sandbox)
         let outage = try BuiltinRunbooks.load("builtin:aws-service-outage")
         let redeployed = try await executor.run(try Runbook(yaml: outage), text: outage,
             vars: ["region": "eu-west-2", "ecs_cluster": "prod", "service": "api", "stable_timeout": "5s"])
@@ -170,10 +168,7 @@ import Testing
         var text = try BuiltinRunbooks.load("builtin:aws-emergency-failover")
         text = text.replacingOccurrences(of: "host: \"${steps.restore.endpoint}\"", with: "host: \"\(pg.cluster.socketDirectory)\"")
         let book = try Runbook(yaml: text)
-        let context = RunbookContext(repository: { throw LifeboatError(.invalidUsage, "no repository in this test") },
-            production: PostgresEndpoint(), pgdata: nil, restoreCommand: "", aws: explicit, logger: TestSandbox.logger())
-        let lines = LinesBox()
-        let executor = RunbookExecutor(context: context, stateDirectory: sandbox.path("runs"), assumeYes: true, output: { lines.add($0) })
+        let executor = awsExecutor(explicit, sandbox: sandbox)
         let result = try await executor.run(book, text: text, vars: [
             "region": "ap-south-1", "ecs_cluster": "omni-ecs", "services": "omni-api,omni-web", "db_cluster": "omni",
             "failover_cluster": "omni-failover", "security_groups": "sg-1,sg-2", "kms_key_id": "",
@@ -238,9 +233,7 @@ extension AWSProviderTests {
                 action: aws.ecs.rollback
                 with: { region: ca-central-1, cluster: prod, service: shop, poll: 0.1s, timeout: 5s }
             """
-        let context = RunbookContext(repository: { throw LifeboatError(.invalidUsage, "no repository in this test") },
-            production: PostgresEndpoint(), pgdata: nil, restoreCommand: "", aws: explicit, logger: TestSandbox.logger())
-        let executor = RunbookExecutor(context: context, stateDirectory: sandbox.path("runs"), assumeYes: true)
+        let executor = awsExecutor(explicit, sandbox: sandbox)
         let refused = try await executor.run(try Runbook(yaml: yaml), text: yaml, vars: [:])
         #expect(refused.status == .failed && refused.steps.first?.error?.contains("is no longer in ECR") == true, "\(refused.steps.first?.error ?? "")")
         #expect(try await ecs.describe(cluster: "prod", service: "shop").taskDefinition.hasSuffix("shop:2"), "nothing changed")
@@ -299,11 +292,4 @@ extension AWSProviderTests {
         #expect(history.map(\.runbook) == ["aws-restore-drill"] && history.first?.scenario == .snapshotRestore)
         try await pg.stop()
     }
-}
-
-final class LinesBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var lines: [String] = []
-    func add(_ line: String) { lock.withLock { lines.append(line) } }
-    var all: [String] { lock.withLock { lines } }
 }

@@ -30,10 +30,7 @@ import Testing
                 action: aws.route53.switch
                 with: { zone_id: "\(zone)", name: api.omni.example, value: omni-alb.us-west-2.elb.amazonaws.com, ttl: "60", poll: 0.1s, timeout: 10s }
             """
-        let context = RunbookContext(repository: { throw LifeboatError(.invalidUsage, "no repository in this test") },
-            production: PostgresEndpoint(), pgdata: nil, restoreCommand: "", aws: explicit, logger: TestSandbox.logger())
-        let result = try await RunbookExecutor(context: context, stateDirectory: sandbox.path("runs"), assumeYes: true)
-            .run(try Runbook(yaml: yaml), text: yaml, vars: [:])
+        let result = try await runAWSRunbook(yaml, explicit: explicit, sandbox: sandbox)
         #expect(result.status == .succeeded, "\(result.steps.first?.error ?? "")")
         #expect(result.steps.first?.outputs["previous"] == "omni-alb.us-east-1.elb.amazonaws.com", "kept for switching back")
         let now = try #require(try await dns.record(zone: zone, name: "api.omni.example", type: "CNAME"))

@@ -10,10 +10,7 @@ import Testing
 /// made what it was before a destroy, the restore undone, and the refusals.
 @Suite(.serialized) struct StateRestoreTests {
     func run(_ yaml: String, explicit: [String: String], sandbox: TestSandbox) async throws -> RunResult {
-        let context = RunbookContext(repository: { throw LifeboatError(.invalidUsage, "no repository in this test") },
-            production: PostgresEndpoint(), pgdata: nil, restoreCommand: "", aws: explicit, logger: TestSandbox.logger())
-        return try await RunbookExecutor(context: context, stateDirectory: sandbox.path("runs"), assumeYes: true)
-            .run(try Runbook(yaml: yaml), text: yaml, vars: [:])
+        try await runAWSRunbook(yaml, explicit: explicit, sandbox: sandbox)
     }
 
     func step(_ url: String, _ selector: String) -> String {
