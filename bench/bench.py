@@ -167,6 +167,7 @@ def main():
     tools = {"lifeboat": Lifeboat(work, lb, src), "pgbackrest": PgBackRest(work, src), "pg_basebackup": PgBaseBackup(work, src),
              "barman": Barman(work, src)}
     tools = {n: tools[n] for n in a.tools.split(",")}
+    states = {"": {}, "lz4_": {}}  # each tool's repository for the restores, by compression
     for name, tool in tools.items():
         print(f"== {name}", flush=True)
         r = results["tools"][name] = {}
@@ -193,14 +194,8 @@ def main():
             r[f"churn{pct}_repo_growth_bytes"] = (data_after + wal_after) - (data_before + wal_before)
             print(f"  after {pct}% churn: {secs:.2f}s, backup data +{(data_after - data_before) / 2**20:.1f} MiB, "
                   f"archived WAL +{(wal_after - wal_before) / 2**20:.1f} MiB", flush=True)
-        # The disk as the restores will find it (a virtual disk slows after sustained writes).
-        r["disk_write_mb_s_before_restore"] = disk_write_mb_s(work)
-        restores = []
-        for i in range(a.repeat):
-            restores.append(tool.restore(os.path.join(work, f"{name}-restore-{i}")))
-        r["restore_seconds"] = statistics.median(restores)
-        r["restore_mb_s"] = pgdata_bytes / 2**20 / r["restore_seconds"]
-        print(f"  restore: {r['restore_seconds']:.2f}s ({r['restore_mb_s']:.1f} MB/s)", flush=True)
+        # Restores are measured later, interleaved across tools: keep what this repository needs.
+        states[""][name] = dict(tool.__dict__)
         if tool.has_pitr:
             run([f"{BIN}/pgbench", "-n", "-t", "500", "-h", src.sock, "-p", str(src.port), "postgres"])
             target = src.psql("select now()")
@@ -230,14 +225,32 @@ def main():
         lz4 += [tool.full_backup()[0] for _ in range(a.repeat - 1)]
         r["lz4_full_backup_seconds"] = statistics.median(lz4)
         r["lz4_full_backup_mb_s"] = pgdata_bytes / 2**20 / r["lz4_full_backup_seconds"]
-        r["lz4_disk_write_mb_s_before_restore"] = disk_write_mb_s(work)
-        lz4r = [tool.restore(os.path.join(work, f"{name}-restore-lz4-{i}")) for i in range(a.repeat)]
-        r["lz4_restore_seconds"] = statistics.median(lz4r)
-        r["lz4_restore_mb_s"] = pgdata_bytes / 2**20 / r["lz4_restore_seconds"]
-        print(f"  lz4: backup {r['lz4_full_backup_mb_s']:.1f} MB/s, restore {r['lz4_restore_mb_s']:.1f} MB/s", flush=True)
+        states["lz4_"][name] = dict(tool.__dict__)
+        print(f"  lz4: backup {r['lz4_full_backup_mb_s']:.1f} MB/s", flush=True)
         for d in os.listdir(work):
             if d.startswith(f"{name}-restore") or d.startswith(f"{name}-pitr"):
                 shutil.rmtree(os.path.join(work, d), ignore_errors=True)
+    # Restores, interleaved: round i restores with every tool in turn (the order reversed every other
+    # round), so a disk that speeds up or slows down over minutes (this VM's does, 2-3x) weighs on
+    # every tool alike instead of on whichever ran then. The disk speed is measured before each.
+    for comp, label in (("", "zstd"), ("lz4_", "lz4")):
+        seconds = {n: [] for n in tools}
+        disks = {n: [] for n in tools}
+        for i in range(a.repeat):
+            order = list(tools.items()) if i % 2 == 0 else list(reversed(list(tools.items())))
+            for name, tool in order:
+                tool.__dict__.update(states[comp][name])
+                disks[name].append(disk_write_mb_s(work))
+                dest = os.path.join(work, f"{name}-restore-{label}-{i}")
+                seconds[name].append(tool.restore(dest))
+                shutil.rmtree(dest, ignore_errors=True)
+        for name in tools:
+            r = results["tools"][name]
+            r[f"{comp}disk_write_mb_s_before_restore"] = statistics.median(disks[name])
+            r[f"{comp}restore_seconds"] = statistics.median(seconds[name])
+            r[f"{comp}restore_mb_s"] = pgdata_bytes / 2**20 / r[f"{comp}restore_seconds"]
+            print(f"== {name} {label} restore: {r[f'{comp}restore_seconds']:.2f}s ({r[f'{comp}restore_mb_s']:.1f} MB/s), "
+                  f"runs {' '.join(f'{x:.2f}' for x in seconds[name])}", flush=True)
     src.stop()
     write(results, a.out)
     shutil.rmtree(work, ignore_errors=True)
@@ -527,11 +540,11 @@ ROWS = [("full backup time (s)", "full_backup_seconds"), ("full backup throughpu
         ("backup data added after 10% churn (MiB)", "churn10_backup_growth_bytes"),
         ("WAL archived during 10% churn (MiB)", "churn10_wal_growth_bytes"),
         ("second backup after 1% churn (s)", "churn1_backup_seconds"), ("restore time (s)", "restore_seconds"),
-        ("restore throughput (MB/s)", "restore_mb_s"), ("disk write (dd, fdatasync) just before the restores (MB/s)", "disk_write_mb_s_before_restore"), ("PITR to a started server (s)", "pitr_seconds"),
+        ("restore throughput (MB/s)", "restore_mb_s"), ("disk write (dd, fdatasync) before each restore, median (MB/s)", "disk_write_mb_s_before_restore"), ("PITR to a started server (s)", "pitr_seconds"),
         ("archive lag after pgbench (s)", "archive_lag_seconds"), ("archived segments/s under pgbench", "archive_segments_per_s"),
         ("lz4: full backup throughput (MB/s)", "lz4_full_backup_mb_s"), ("lz4: backup data after full (MiB)", "lz4_repo_bytes_full"),
         ("lz4: restore throughput (MB/s)", "lz4_restore_mb_s"),
-        ("lz4: disk write just before the restores (MB/s)", "lz4_disk_write_mb_s_before_restore")]
+        ("lz4: disk write before each restore, median (MB/s)", "lz4_disk_write_mb_s_before_restore")]
 
 
 def write(results, out):
