@@ -125,6 +125,49 @@ class Cluster:
         return time.monotonic() - t0
 
 
+def pitr_interleaved(a, work, src, tools, states, results):
+    """PITR to a started server, interleaved like the restores. Every tool able to do it archives the
+    same WAL from here on (their archive commands joined with &&), takes one more backup so its
+    repository has an unbroken WAL chain from it, then each recovers to the same target in turn."""
+    pitr_tools = {n: t for n, t in tools.items() if t.has_pitr}
+    if not pitr_tools:
+        return
+    commands = []
+    for name, tool in pitr_tools.items():
+        tool.__dict__.update(states[""][name])
+        commands.append(tool.archive_command())
+    src.psql("alter system set archive_command = '" + " && ".join(commands).replace("'", "''") + "'")
+    src.psql("select pg_reload_conf()")
+    src.archive_wait()
+    for name, tool in pitr_tools.items():
+        tool.__dict__.update(states[""][name])
+        if hasattr(tool, "archiver_ready"):
+            tool.archiver_ready()
+        tool.incremental_backup()
+    time.sleep(2)  # pgBackRest compares the target with backup stop times to the second
+    run([f"{BIN}/pgbench", "-n", "-t", "500", "-h", src.sock, "-p", str(src.port), "postgres"])
+    target = src.psql("select now()")
+    time.sleep(0.2)
+    run([f"{BIN}/pgbench", "-n", "-t", "100", "-h", src.sock, "-p", str(src.port), "postgres"])
+    src.archive_wait()
+    seconds = {n: [] for n in pitr_tools}
+    for i in range(a.repeat):
+        order = list(pitr_tools.items()) if i % 2 == 0 else list(reversed(list(pitr_tools.items())))
+        for name, tool in order:
+            tool.__dict__.update(states[""][name])
+            dest = os.path.join(work, f"{name}-pitr-{i}")
+            try:
+                seconds[name].append(tool.pitr(dest, target))
+            except RuntimeError as e:
+                results["tools"][name]["pitr_error"] = str(e)
+                print(f"== {name} PITR failed: {e}", flush=True)
+            shutil.rmtree(dest, ignore_errors=True)
+    for name, runs in seconds.items():
+        if runs:
+            results["tools"][name]["pitr_seconds"] = statistics.median(runs)
+            print(f"== {name} PITR to a started server: {statistics.median(runs):.2f}s, runs {' '.join(f'{x:.2f}' for x in runs)}", flush=True)
+
+
 def use_archiver(src, tool):
     src.psql(f"alter system set archive_command = '{tool.archive_command()}'")
     src.psql("select pg_reload_conf()")
@@ -197,18 +240,6 @@ def main():
         # Restores are measured later, interleaved across tools: keep what this repository needs.
         states[""][name] = dict(tool.__dict__)
         if tool.has_pitr:
-            run([f"{BIN}/pgbench", "-n", "-t", "500", "-h", src.sock, "-p", str(src.port), "postgres"])
-            target = src.psql("select now()")
-            time.sleep(0.2)
-            run([f"{BIN}/pgbench", "-n", "-t", "100", "-h", src.sock, "-p", str(src.port), "postgres"])
-            src.archive_wait()
-            try:
-                pitrs = [tool.pitr(os.path.join(work, f"{name}-pitr-{i}"), target) for i in range(a.repeat)]
-                r["pitr_seconds"] = statistics.median(pitrs)
-                print(f"  PITR to a started server: {r['pitr_seconds']:.2f}s", flush=True)
-            except RuntimeError as e:
-                r["pitr_error"] = str(e)
-                print(f"  PITR failed: {e}", flush=True)
             # WAL archiving under pgbench at full speed.
             first = src.psql("select archived_count from pg_stat_archiver")
             t0 = time.monotonic()
@@ -251,6 +282,7 @@ def main():
             r[f"{comp}restore_mb_s"] = pgdata_bytes / 2**20 / r[f"{comp}restore_seconds"]
             print(f"== {name} {label} restore: {r[f'{comp}restore_seconds']:.2f}s ({r[f'{comp}restore_mb_s']:.1f} MB/s), "
                   f"runs {' '.join(f'{x:.2f}' for x in seconds[name])}", flush=True)
+    pitr_interleaved(a, work, src, tools, states, results)
     src.stop()
     write(results, a.out)
     shutil.rmtree(work, ignore_errors=True)
