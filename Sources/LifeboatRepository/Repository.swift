@@ -261,8 +261,11 @@ public final class Repository: Sendable {
         -> (data: Data, wireValue: UInt8, body: Data, base: Data)
     {
         let key = Self.deltaChunkKey(id, base: base)
-        let (wire, body, length) = try codec.openBody(try await store.get(key), key: key)
+        // The delta and its base are fetched at once: on S3 a delta chunk then costs one round trip
+        // of latency, not two.
+        async let deltaObject = store.get(key)
         let baseData = try await chunk(id: base, verifyContent: verifyContent)
+        let (wire, body, length) = try codec.openBody(try await deltaObject, key: key)
         let data: Data
         switch wire {
         case ObjectCodec.deltaWireValue:
