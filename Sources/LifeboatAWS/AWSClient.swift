@@ -68,6 +68,9 @@ public struct AWSClient: Sendable {
         session = URLSession(configuration: configuration)
     }
 
+    /// The Host header the signature covers: host, and the port when the endpoint names one.
+    var hostHeader: String { endpoint.host.map { h in endpoint.port.map { "\(h):\($0)" } ?? h } ?? "" }
+
     /// The same service and credentials in another region (a custom endpoint stays as it is).
     public func inRegion(_ region: String) throws -> AWSClient {
         var other = account
@@ -77,10 +80,9 @@ public struct AWSClient: Sendable {
 
     /// A presigned GET of a Query-protocol action, for APIs that take one (RDS cross-region copies).
     public func presignedQuery(_ action: String, version: String, _ parameters: [(String, String)], expires: Int = 3600) -> String {
-        let host = endpoint.host.map { h in endpoint.port.map { "\(h):\($0)" } ?? h } ?? ""
         let signer = SigV4Signer(accessKeyID: account.accessKeyID, secretAccessKey: account.secretAccessKey,
             sessionToken: account.sessionToken, region: account.region, service: service.name)
-        let query = signer.presign(method: "GET", host: host, path: "/", query: [("Action", action), ("Version", version)] + parameters,
+        let query = signer.presign(method: "GET", host: hostHeader, path: "/", query: [("Action", action), ("Version", version)] + parameters,
             date: Date(), expires: expires)
         let base = endpoint.absoluteString.hasSuffix("/") ? String(endpoint.absoluteString.dropLast()) : endpoint.absoluteString
         return base + "/?" + query.map { "\(SigV4Signer.encode($0.0))=\(SigV4Signer.encode($0.1))" }.joined(separator: "&")
@@ -143,10 +145,9 @@ public struct AWSClient: Sendable {
         for attempt in 1...max(1, attempts) {
             var request = URLRequest(url: url)
             request.httpMethod = method
-            let host = endpoint.host.map { h in endpoint.port.map { "\(h):\($0)" } ?? h } ?? ""
             let signer = SigV4Signer(accessKeyID: account.accessKeyID, secretAccessKey: account.secretAccessKey,
                 sessionToken: account.sessionToken, region: service.signingRegion ?? account.region, service: service.name)
-            let signed = signer.sign(method: method, host: host, path: fullPath, query: query, headers: headers,
+            let signed = signer.sign(method: method, host: hostHeader, path: fullPath, query: query, headers: headers,
                 payloadHash: SigV4Signer.payloadHash(body), date: Date())
             for (k, v) in headers.merging(signed, uniquingKeysWith: { $1 }) { request.setValue(v, forHTTPHeaderField: k) }
             let retryable: LifeboatError
@@ -183,6 +184,24 @@ public struct AWSClient: Sendable {
             return "check the credentials and their permissions (region \(account.region))"
         default:
             return status == 404 ? "check the region (\(account.region)) and the resource's name" : nil
+        }
+    }
+}
+
+/// Waiting on AWS operations that finish later (clusters, snapshots, deployments, DNS changes).
+public enum AWSWait {
+    /// Calls `check` until it returns a value, every `every` seconds, for at most `timeout`.
+    public static func until<T: Sendable>(what: String, timeout: TimeInterval, every: TimeInterval,
+        _ check: () async throws -> T?) async throws -> T
+    {
+        let deadline = Date().addingTimeInterval(timeout)
+        while true {
+            if let done = try await check() { return done }
+            guard Date() < deadline else {
+                throw LifeboatError(.timeout, "gave up waiting for \(what) after \(HumanDuration.format(timeout))",
+                    hint: "it may still finish: check it in the console or with a status step before running the step again")
+            }
+            try await Task.sleep(for: .seconds(every))
         }
     }
 }

@@ -213,7 +213,7 @@ public struct AuroraClusters: Sendable {
 
     /// Polls until the cluster is `available` (the seed's `aws rds wait db-cluster-available`).
     public func waitAvailable(_ cluster: String, timeout: TimeInterval, poll: TimeInterval) async throws -> AuroraCluster {
-        try await Self.poll(what: "cluster \(cluster) to become available", timeout: timeout, every: poll) {
+        try await AWSWait.until(what: "cluster \(cluster) to become available", timeout: timeout, every: poll) {
             let c = try await describe(cluster)
             if ["failed", "inaccessible-encryption-credentials", "incompatible-restore", "incompatible-parameters"].contains(c.status) {
                 throw LifeboatError(.externalCommand, "cluster \(cluster) is \(c.status)", hint: "see the RDS events of the cluster")
@@ -223,7 +223,7 @@ public struct AuroraClusters: Sendable {
     }
 
     public func waitSnapshotAvailable(_ id: String, timeout: TimeInterval, poll: TimeInterval) async throws -> AuroraSnapshot {
-        try await Self.poll(what: "snapshot \(id) to become available", timeout: timeout, every: poll) {
+        try await AWSWait.until(what: "snapshot \(id) to become available", timeout: timeout, every: poll) {
             let s = try await snapshot(id)
             if s.status == "failed" { throw LifeboatError(.externalCommand, "snapshot \(id) failed") }
             return s.status == "available" ? s : nil
@@ -274,20 +274,5 @@ public struct AuroraClusters: Sendable {
     static func awsTime(_ date: Date) -> String {
         let text = Timestamp.format(date)  // 2026-11-29T03:00:00.000Z
         return text.hasSuffix(".000Z") ? String(text.dropLast(5)) + "Z" : text
-    }
-
-    /// Calls `check` until it returns a value, every `every` seconds, for at most `timeout`.
-    static func poll<T: Sendable>(what: String, timeout: TimeInterval, every: TimeInterval,
-        _ check: () async throws -> T?) async throws -> T
-    {
-        let deadline = Date().addingTimeInterval(timeout)
-        while true {
-            if let done = try await check() { return done }
-            guard Date() < deadline else {
-                throw LifeboatError(.timeout, "gave up waiting for \(what) after \(HumanDuration.format(timeout))",
-                    hint: "it may still finish: check the console or describe it, then resume the runbook")
-            }
-            try await Task.sleep(for: .seconds(every))
-        }
     }
 }

@@ -92,7 +92,7 @@ public struct ECSServices: Sendable {
 
     /// Polls until the service is steady (`aws ecs wait services-stable`).
     public func waitStable(cluster: String, service: String, timeout: TimeInterval, poll: TimeInterval) async throws -> ECSService {
-        try await AuroraClusters.poll(what: "service \(service) to become stable", timeout: timeout, every: poll) {
+        try await AWSWait.until(what: "service \(service) to become stable", timeout: timeout, every: poll) {
             let s = try await describe(cluster: cluster, service: service)
             return s.steady ? s : nil
         }

@@ -59,7 +59,7 @@ public struct Route53Records: Sendable {
     /// Polls until the change is INSYNC (served by every Route 53 name server).
     public func waitInSync(_ change: String, timeout: TimeInterval, poll: TimeInterval) async throws {
         let id = change.hasPrefix("/change/") ? String(change.dropFirst("/change/".count)) : change
-        _ = try await AuroraClusters.poll(what: "DNS change \(id) to reach every name server", timeout: timeout, every: poll) {
+        _ = try await AWSWait.until(what: "DNS change \(id) to reach every name server", timeout: timeout, every: poll) {
             let answer = try await client.rest("GET", "\(Self.api)/change/\(id)", action: "GetChange")
             return answer.text("Status") == "INSYNC" ? true : nil
         }

@@ -18,10 +18,11 @@ public struct ReplicaLag: Codable, Sendable, Equatable {
         self.lastReplicaWAL = lastReplicaWAL
     }
 
-    /// Compares by backup id and WAL file name (both are the same in every repository).
+    /// Compares by backup id and WAL file name (both are the same in every repository), from the
+    /// two listings alone.
     public static func measure(primary: Repository, replica: Repository) async throws -> ReplicaLag {
-        let replicaBackups = Set(try await replica.backups().map(\.id))
-        let missing = try await primary.backups().map(\.id).filter { !replicaBackups.contains($0) }
+        let replicaBackups = Set(try await replica.backupIDs())
+        let missing = try await primary.backupIDs().filter { !replicaBackups.contains($0) }
         let primaryWAL = try await primary.walFiles().map { "\($0.file)" }
         let replicaWAL = Set(try await replica.walFiles().map { "\($0.file)" })
         let segments = { (names: [String]) in names.filter { $0.count == 24 }.sorted() }

@@ -355,11 +355,15 @@ public final class Repository: Sendable {
         return records.sorted { $0.stopTime < $1.stopTime }
     }
 
-    /// The most recently started committed backup (ids sort by start time), reading one record
-    /// instead of all of them; nil if there is none.
+    /// The ids of committed backups, from the listing alone (no record read); they sort by start time.
+    public func backupIDs() async throws -> [String] {
+        try await store.list(prefix: "backups/").map { String($0.key.dropFirst("backups/".count)) }.sorted()
+    }
+
+    /// The most recently started committed backup, reading one record instead of all of them; nil if
+    /// there is none.
     public func newestBackup() async throws -> BackupRecord? {
-        let ids = try await store.list(prefix: "backups/").map { String($0.key.dropFirst("backups/".count)) }
-        guard let newest = ids.max() else { return nil }
+        guard let newest = try await backupIDs().last else { return nil }
         return try await backup(id: newest)
     }
 

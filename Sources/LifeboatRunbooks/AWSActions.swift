@@ -13,9 +13,14 @@ enum AWSActions {
     }
 
     static func client(_ service: AWSService, _ inputs: StepInputs, _ ctx: RunbookContext) throws -> AWSClient {
+        try AWSClient(service, explicit: account(inputs, ctx))
+    }
+
+    /// The configuration's `aws:` section with the step's `region`, `endpoint` and `profile` over it.
+    static func account(_ inputs: StepInputs, _ ctx: RunbookContext) -> [String: String] {
         var explicit = ctx.aws
         for key in ["region", "endpoint", "profile"] { if let v = inputs.optional(key) { explicit[key] = v } }
-        return try AWSClient(service, explicit: explicit)
+        return explicit
     }
 
     static func wait(_ inputs: StepInputs, timeout: TimeInterval) throws -> (wait: Bool, timeout: TimeInterval, poll: TimeInterval) {
@@ -268,9 +273,7 @@ enum StateActions {
         }
         let bucket = String(url[url.index(url.startIndex, offsetBy: 5)..<slash])
         let key = String(url[url.index(after: slash)...])
-        var explicit = ctx.aws
-        for k in ["region", "endpoint", "profile"] { if let v = inputs.optional(k) { explicit[k] = v } }
-        let store = S3Store(settings: try S3Settings.resolve(url: "s3://\(bucket)", explicit: explicit))
+        let store = S3Store(settings: try S3Settings.resolve(url: "s3://\(bucket)", explicit: AWSActions.account(inputs, ctx)))
         guard try await store.versioningEnabled() else {
             throw LifeboatError(.notFound, "bucket \(bucket) does not keep versions: there is no earlier state of \(key) to restore",
                 hint: "enable versioning on state buckets (Terraform's S3 backend docs ask for it); look for a copy elsewhere")

@@ -58,6 +58,8 @@ public actor BackupService {
 
     let repository: Repository
     let openReplicas: ReplicaOpener
+    /// Opened once (each open derives a key with scrypt), kept for the copy job and the lag figures.
+    var openedReplicas: [Repository]?
     let configuration: ServiceConfiguration
     let logger: Logger
     var state: ServiceState
@@ -65,7 +67,7 @@ public actor BackupService {
     var repositoryObservation: RepositoryObservation?
     var repositoryError: String?
     var lastDrill: DrillObservation?
-    var replicas: [ReplicaLag] = []
+    var replicaLags: [ReplicaLag] = []
     var archiver: ArchiverStatus?
     var archiverError: String?
     var archiverReadAt: Date = .distantPast
@@ -131,7 +133,7 @@ public actor BackupService {
                 await perform(.copy, reason: "after the backup") {
                     var lines: [String] = []
                     var problems = 0
-                    for target in try await self.openReplicas() {
+                    for target in try await self.replicas() {
                         let r = try await RepositoryCopier(source: self.repository, target: target,
                             parallelism: self.configuration.parallelism, logger: self.logger).run(backupIDs: nil, verify: false)
                         lines.append("\(target.store.location): \(r.copiedBackups.count) backup(s), \(r.walFilesCopied) WAL file(s) copied")
@@ -247,7 +249,7 @@ public actor BackupService {
         }
         var lags: [ReplicaLag] = []
         do {
-            for replica in try await openReplicas() {
+            for replica in try await replicas() {
                 do {
                     lags.append(try await ReplicaLag.measure(primary: repository, replica: replica))
                 } catch {
@@ -257,7 +259,15 @@ public actor BackupService {
         } catch {
             lags.append(ReplicaLag(location: "replicas (cannot open: \((error as? LifeboatError)?.message ?? "\(error)"))", missingBackups: [], missingWALFiles: -1))
         }
-        replicas = lags
+        replicaLags = lags
+    }
+
+    /// The replica repositories, opened on first use; a failed open is tried again next time.
+    func replicas() async throws -> [Repository] {
+        if let openedReplicas { return openedReplicas }
+        let opened = try await openReplicas()
+        openedReplicas = opened
+        return opened
     }
 
     /// Reads the cluster's archiver state (at most once a second; scrapes may come often).
@@ -281,7 +291,7 @@ public actor BackupService {
         let now = Date()
         return ServiceSnapshot(now: now, repositoryLocation: repository.store.location, schedule: configuration.schedule,
             rpoObjectiveSeconds: configuration.rpoObjective, repository: repositoryObservation, repositoryError: repositoryError,
-            archiver: archiver, archiverError: archiverError, replicas: replicas, lastDrill: lastDrill, jobs: state.jobs,
+            archiver: archiver, archiverError: archiverError, replicas: replicaLags, lastDrill: lastDrill, jobs: state.jobs,
             running: running?.rawValue,
             nextBackup: configuration.backup == nil ? nil
                 : configuration.schedule.nextBackup(lastStart: repositoryObservation?.newestAutomatedStart, now: now))
@@ -305,7 +315,7 @@ public actor BackupService {
                 var snapshot: ServiceSnapshot
                 var health: HealthReport
             }
-            let body = (try? encoder.encode(Status(snapshot: s, health: s.health))).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+            let body = (try? encoder.encode(Status(snapshot: s, health: HealthReport(s)))).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
             return HTTPAnswer(status: 200, contentType: "application/json", body: body + "\n")
         default:
             return HTTPAnswer(status: 404, body: "not found: try /, /metrics, /healthz or /status\n")
