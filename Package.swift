@@ -24,16 +24,32 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
         .target(name: "CLinuxSys"),
         .target(name: "LifeboatCore", swiftSettings: strict),
+        .target(name: "LifeboatFileSystem", dependencies: ["LifeboatCore"], swiftSettings: strict),
+        .target(
+            name: "LifeboatConfiguration",
+            dependencies: ["LifeboatCore", .product(name: "Yams", package: "Yams")],
+            swiftSettings: strict),
+        .target(
+            name: "LifeboatAWSCore",
+            dependencies: [
+                "LifeboatCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: strict),
         .target(
             name: "LifeboatRepository",
             dependencies: [
-                "LifeboatCore", "CZstd", "CLZ4",
+                "LifeboatCore", "LifeboatFileSystem", "LifeboatAWSCore", "CZstd", "CLZ4",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -42,7 +58,7 @@ let package = Package(
         .target(
             name: "LifeboatPostgres",
             dependencies: [
-                "LifeboatCore", "LifeboatRepository", "CLinuxSys",
+                "LifeboatCore", "LifeboatFileSystem", "LifeboatRepository", "CLinuxSys",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
@@ -50,12 +66,13 @@ let package = Package(
             swiftSettings: strict),
         .target(
             name: "LifeboatAWS",
-            dependencies: ["LifeboatCore", "LifeboatRepository"],
+            dependencies: ["LifeboatCore", "LifeboatAWSCore"],
             swiftSettings: strict),
         .target(
             name: "LifeboatRunbooks",
             dependencies: [
-                "LifeboatCore", "LifeboatRepository", "LifeboatPostgres", "LifeboatAWS",
+                "LifeboatCore", "LifeboatFileSystem", "LifeboatRepository", "LifeboatPostgres", "LifeboatAWS", "LifeboatAWSCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
             ],
@@ -63,7 +80,7 @@ let package = Package(
         .target(
             name: "LifeboatService",
             dependencies: [
-                "LifeboatCore", "LifeboatRepository", "LifeboatPostgres", "LifeboatRunbooks",
+                "LifeboatCore", "LifeboatFileSystem", "LifeboatRepository", "LifeboatPostgres", "LifeboatRunbooks",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -73,31 +90,35 @@ let package = Package(
             swiftSettings: strict),
         .target(
             name: "LifeboatTesting",
-            dependencies: ["LifeboatCore", "LifeboatRepository", "LifeboatPostgres"],
+            dependencies: ["LifeboatCore", "LifeboatFileSystem", "LifeboatRepository", "LifeboatPostgres", "LifeboatAWSCore"],
             swiftSettings: strict),
         .executableTarget(
             name: "lifeboat",
             dependencies: [
-                "LifeboatCore", "LifeboatRepository", "LifeboatPostgres", "LifeboatRunbooks", "LifeboatService", "CLinuxSys",
+                "LifeboatCore", "LifeboatConfiguration", "LifeboatAWSCore", "LifeboatRepository", "LifeboatPostgres", "LifeboatRunbooks",
+                "LifeboatService", "CLinuxSys",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: strict),
         .testTarget(name: "LifeboatCoreTests", dependencies: ["LifeboatCore"], swiftSettings: strict),
+        .testTarget(name: "LifeboatConfigurationTests", dependencies: ["LifeboatConfiguration"], swiftSettings: strict),
         .testTarget(
             name: "LifeboatRepositoryTests",
-            dependencies: ["LifeboatRepository", "LifeboatPostgres", "LifeboatTesting"], swiftSettings: strict),
+            dependencies: ["LifeboatRepository", "LifeboatAWSCore", "LifeboatPostgres", "LifeboatTesting"], swiftSettings: strict),
         .testTarget(
             name: "LifeboatPostgresTests",
             dependencies: ["LifeboatPostgres", "LifeboatTesting"], swiftSettings: strict),
         .testTarget(
             name: "LifeboatRunbooksTests",
             dependencies: ["LifeboatRunbooks", "LifeboatTesting"], swiftSettings: strict),
-        .testTarget(name: "LifeboatAWSTests", dependencies: ["LifeboatAWS", "LifeboatRunbooks", "LifeboatTesting"], swiftSettings: strict),
+        .testTarget(
+            name: "LifeboatAWSTests", dependencies: ["LifeboatAWS", "LifeboatAWSCore", "LifeboatRunbooks", "LifeboatTesting"],
+            swiftSettings: strict),
         .testTarget(name: "LifeboatServiceTests", dependencies: ["LifeboatService", "LifeboatTesting"], swiftSettings: strict),
         .testTarget(
             name: "LifeboatCLITests",
-            dependencies: ["LifeboatTesting", "LifeboatAWS", "lifeboat"], swiftSettings: strict),
+            dependencies: ["LifeboatTesting", "LifeboatAWS", "LifeboatAWSCore", "lifeboat"], swiftSettings: strict),
     ]
 )

@@ -1,4 +1,5 @@
 import Foundation
+import LifeboatAWSCore
 import LifeboatCore
 
 /// An Aurora (RDS) cluster as DescribeDBClusters shows it.
@@ -113,7 +114,7 @@ public struct AuroraClusters: Sendable {
     }
 
     public func describe(_ cluster: String) async throws -> AuroraCluster {
-        let answer = try await Self.notFound("DBClusterNotFoundFault", "Aurora cluster \(cluster) not found in \(client.account.region)") {
+        let answer = try await Self.notFound(.dbClusterNotFound, "Aurora cluster \(cluster) not found in \(client.account.region)") {
             try await client.query("DescribeDBClusters", version: Self.version, [("DBClusterIdentifier", cluster)])
         }
         guard let found = answer.all("DBCluster").map(AuroraCluster.init).first(where: { $0.identifier == cluster }) else {
@@ -133,7 +134,7 @@ public struct AuroraClusters: Sendable {
     }
 
     public func snapshot(_ id: String) async throws -> AuroraSnapshot {
-        let answer = try await Self.notFound("DBClusterSnapshotNotFoundFault", "cluster snapshot \(id) not found in \(client.account.region)") {
+        let answer = try await Self.notFound(.dbClusterSnapshotNotFound, "cluster snapshot \(id) not found in \(client.account.region)") {
             try await client.query("DescribeDBClusterSnapshots", version: Self.version, [("DBClusterSnapshotIdentifier", id)])
         }
         guard let found = answer.all("DBClusterSnapshot").map(AuroraSnapshot.init).first(where: { $0.identifier == id }) else {
@@ -256,10 +257,10 @@ public struct AuroraClusters: Sendable {
     }
 
     /// Turns AWS's "not found" fault into Lifeboat's not-found error (exit 6).
-    static func notFound<T>(_ fault: String, _ message: String, _ body: () async throws -> T) async throws -> T {
+    static func notFound<T>(_ fault: AWSErrorCode, _ message: String, _ body: () async throws -> T) async throws -> T {
         do {
             return try await body()
-        } catch let e as LifeboatError where e.message.contains(fault) {
+        } catch let e as LifeboatError where e.awsCode == fault {
             throw LifeboatError(.notFound, message, hint: "check the name and the region")
         }
     }

@@ -1,4 +1,5 @@
 import Foundation
+import LifeboatAWSCore
 import LifeboatCore
 
 /// An ECS service as DescribeServices shows it.
@@ -168,7 +169,7 @@ public struct ContainerImages: Sendable {
             let answer = try await client.inRegion(ref.region).json("AmazonEC2ContainerRegistry_V20150921.DescribeImages",
                 ["registryId": ref.registry, "repositoryName": ref.repository, "imageIds": [id]])
             return !((answer["imageDetails"] as? [Any]) ?? []).isEmpty
-        } catch let e as LifeboatError where e.message.contains("ImageNotFoundException") || e.message.contains("RepositoryNotFoundException") {
+        } catch let e as LifeboatError where e.awsCode == .imageNotFound || e.awsCode == .repositoryNotFound {
             return false
         }
     }

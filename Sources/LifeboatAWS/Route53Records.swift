@@ -1,4 +1,5 @@
 import Foundation
+import LifeboatAWSCore
 import LifeboatCore
 
 /// One DNS record set.

@@ -39,6 +39,12 @@ public struct BackupRecord: Codable, Sendable, Equatable {
     public var manifestObject: String
     public var host: String
     public var lifeboatVersion: String
+    /// The data directory the backup was read from (nil in backups of lifeboat 0.1).
+    public var dataDirectory: String?
+    /// The cluster's tablespaces when the backup ran (nil in backups of lifeboat 0.1).
+    public var tablespaces: [TablespaceRecord]?
+    /// Where the files came from when not the primary: a standby's name (issue HA backups).
+    public var source: BackupSource?
 
     public init(id: String, kind: BackupKind, tags: [String: String], retainUntil: Date?, startTime: Date,
         stopTime: Date, startLSN: LSN, stopLSN: LSN, timeline: UInt32, nextXidAtStop: UInt64?,
@@ -71,6 +77,11 @@ public struct BackupRecord: Codable, Sendable, Equatable {
         self.lifeboatVersion = lifeboatVersion
     }
 
+    /// The tablespace with this name or oid (as `--tablespace-map` names one).
+    public func tablespace(named nameOrOID: String) -> TablespaceRecord? {
+        tablespaces?.first { $0.name == nameOrOID || String($0.oid) == nameOrOID }
+    }
+
     /// First and last WAL segment the backup needs to become consistent.
     public var startSegment: WALSegment { WALSegment(timeline: timeline, containing: startLSN, segmentSize: walSegmentSize) }
     public var stopSegment: WALSegment {
@@ -78,6 +89,61 @@ public struct BackupRecord: Codable, Sendable, Equatable {
         // of the next segment.
         let last = stopLSN.value > startLSN.value && stopLSN.value % walSegmentSize == 0 ? stopLSN.value - 1 : stopLSN.value
         return WALSegment(timeline: timeline, containing: LSN(last), segmentSize: walSegmentSize)
+    }
+}
+
+/// A tablespace as a backup saw it.
+public struct TablespaceRecord: Codable, Sendable, Equatable {
+    public var oid: UInt32
+    public var name: String
+    /// Where the source cluster kept it.
+    public var location: String
+
+    public init(oid: UInt32, name: String, location: String) {
+        self.oid = oid
+        self.name = name
+        self.location = location
+    }
+}
+
+/// The node a backup's files were read from.
+public struct BackupSource: Codable, Sendable, Equatable {
+    /// `primary` or `standby`.
+    public var role: String
+    /// The node's host, port and data directory, for people.
+    public var node: String
+    /// For a standby: the primary it followed (host:port), where the WAL switch was done.
+    public var primary: String?
+
+    public init(role: String, node: String, primary: String? = nil) {
+        self.role = role
+        self.node = node
+        self.primary = primary
+    }
+}
+
+/// A configuration file the server reads from outside its data directory (Debian keeps
+/// `postgresql.conf`, `pg_hba.conf` and `pg_ident.conf` in `/etc/postgresql/...`): stored with the
+/// backup so a restore on another host has them.
+public struct ExternalFile: Codable, Sendable, Equatable {
+    /// `config_file`, `hba_file` or `ident_file`.
+    public var setting: String
+    public var originalPath: String
+    public var entry: ManifestEntry
+
+    public init(setting: String, originalPath: String, entry: ManifestEntry) {
+        self.setting = setting
+        self.originalPath = originalPath
+        self.entry = entry
+    }
+
+    /// The name the file gets in a restored data directory.
+    public var restoredName: String {
+        switch setting {
+        case "hba_file": return "pg_hba.conf"
+        case "ident_file": return "pg_ident.conf"
+        default: return "postgresql.conf"
+        }
     }
 }
 
@@ -118,12 +184,26 @@ public struct BackupManifest: Codable, Sendable, Equatable {
     /// Chunks this backup uses that are stored as a delta against another chunk: chunk id to base id.
     /// Absent from repositories of format 1 and from backups without deltas.
     public var deltaBases: [String: String]?
+    /// Configuration files read from outside the data directory.
+    public var externalFiles: [ExternalFile]?
 
-    public init(backupID: String, chunkSize: Int, entries: [ManifestEntry], deltaBases: [String: String]? = nil) {
+    public init(backupID: String, chunkSize: Int, entries: [ManifestEntry], deltaBases: [String: String]? = nil,
+        externalFiles: [ExternalFile]? = nil)
+    {
         self.backupID = backupID
         self.chunkSize = chunkSize
         self.entries = entries
         self.deltaBases = deltaBases
+        self.externalFiles = externalFiles
+    }
+
+    /// Tablespace oids whose files the backup holds (`pg_tblspc/<oid>` entries).
+    public var tablespaceOIDs: [UInt32] {
+        entries.compactMap { e -> UInt32? in
+            let parts = e.path.split(separator: "/")
+            guard parts.count == 2, parts[0] == "pg_tblspc", e.type != .file else { return nil }
+            return UInt32(parts[1])
+        }
     }
 
     /// The base of chunk `id` if this backup uses it as a delta.

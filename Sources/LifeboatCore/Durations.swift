@@ -163,3 +163,17 @@ public enum TimestampID {
         return f.string(from: date) + middle + "-" + String(format: "%04x", UInt16.random(in: 0...UInt16.max))
     }
 }
+
+/// Byte counts for people: `512 B`, `1.5 KiB`, `3.2 GiB`.
+public enum ByteCount {
+    public static func format(_ n: UInt64) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
+        var v = Double(n)
+        var i = 0
+        while v >= 1024, i < units.count - 1 {
+            v /= 1024
+            i += 1
+        }
+        return i == 0 ? "\(n) B" : String(format: "%.1f %@", v, units[i])
+    }
+}

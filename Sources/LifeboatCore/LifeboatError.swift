@@ -41,6 +41,9 @@ public struct LifeboatError: Error, CustomStringConvertible, Sendable {
         case notConfirmed
         /// An unexpected internal state; please report it.
         case internalError
+        /// The WAL archive has a gap between the backup and the recovery target: the target cannot be
+        /// reached (`--accept-wal-gap` restores up to the gap knowingly).
+        case walGap
 
         /// The process exit code for this error, stable for scripts.
         public var exitCode: Int32 {
@@ -61,7 +64,36 @@ public struct LifeboatError: Error, CustomStringConvertible, Sendable {
             case .timeout: return 14
             case .objectiveMissed: return 15
             case .notConfirmed: return 16
+            case .walGap: return 17
             }
+        }
+
+        /// A few words for the exit-code table.
+        public var summary: String {
+            switch self {
+            case .internalError: return "internal"
+            case .invalidUsage: return "usage"
+            case .repository: return "repository"
+            case .wrongKey: return "wrong key"
+            case .integrity: return "integrity"
+            case .notFound: return "not found"
+            case .locked: return "locked"
+            case .postgres: return "postgres"
+            case .targetNotEmpty: return "target not empty"
+            case .walConflict: return "WAL conflict"
+            case .io: return "I/O"
+            case .recoveryFailed: return "recovery failed"
+            case .externalCommand: return "external command"
+            case .timeout: return "timeout"
+            case .objectiveMissed: return "drill or runbook failed"
+            case .notConfirmed: return "not confirmed"
+            case .walGap: return "gap in the WAL archive"
+            }
+        }
+
+        /// "1 internal, 2 usage, ...", in exit-code order: what `--help` and the user guide show.
+        public static var exitCodeTable: String {
+            allCases.sorted { $0.exitCode < $1.exitCode }.map { "\($0.exitCode) \($0.summary)" }.joined(separator: ", ")
         }
     }
 
@@ -73,6 +105,9 @@ public struct LifeboatError: Error, CustomStringConvertible, Sendable {
     /// True when trying again may succeed (throttling, a 5xx, a timeout, a dropped connection);
     /// permanent errors (403, a bad signature, a missing bucket) are reported at once.
     public var retryable: Bool
+    /// The remote service's own code for the failure when it refused a call (an AWS error code such
+    /// as `DBClusterNotFoundFault`), so callers compare codes instead of searching messages.
+    public var remoteCode: String?
 
     public init(_ code: Code, _ message: String, hint: String? = nil, cause: (any Error)? = nil, retryable: Bool = false) {
         self.code = code

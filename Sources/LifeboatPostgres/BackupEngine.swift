@@ -1,5 +1,6 @@
 import Foundation
 import LifeboatCore
+import LifeboatFileSystem
 import LifeboatRepository
 import Logging
 
@@ -78,9 +79,10 @@ public struct BackupEngine: Sendable {
             SELECT current_setting('server_version_num'), current_setting('data_directory'),
                    (SELECT setting FROM pg_settings WHERE name = 'wal_segment_size'),
                    current_setting('archive_mode'), current_setting('archive_command'),
-                   (SELECT system_identifier::text FROM pg_control_system()), pg_is_in_recovery()::text
+                   (SELECT system_identifier::text FROM pg_control_system()), pg_is_in_recovery()::text,
+                   current_setting('config_file'), current_setting('hba_file'), current_setting('ident_file')
             """)
-        guard let row = settings.first, row.count == 7 else { throw LifeboatError(.postgres, "unexpected answer to the settings query") }
+        guard let row = settings.first, row.count == 10 else { throw LifeboatError(.postgres, "unexpected answer to the settings query") }
         let versionNum = row[0] ?? "0"
         let serverDataDir = try Self.canonical(row[1] ?? "")
         guard serverDataDir == pgdata else {
@@ -101,6 +103,12 @@ public struct BackupEngine: Sendable {
         var log = logger
         log[metadataKey: LogKey.backupID] = .string(id)
 
+        let tablespaces = try await session.query("""
+            SELECT oid::text, spcname, pg_tablespace_location(oid) FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global')
+            """).compactMap { r -> TablespaceRecord? in
+            guard r.count == 3, let oid = r[0].flatMap({ UInt32($0) }) else { return nil }
+            return TablespaceRecord(oid: oid, name: r[1] ?? "", location: r[2] ?? "")
+        }
         let known = ChunkIndex(try await repo.chunkCatalog())
         // Chunks of the newest backup by file: a changed chunk is stored as a delta against the chunk
         // that held the same bytes of the same file then.
@@ -117,6 +125,15 @@ public struct BackupEngine: Sendable {
         let stats = BackupStats()
         let entries = try await forEachBounded(items, parallelism: options.parallelism) { item -> ManifestEntry? in
             try await Self.store(item: item, chunkSize: chunkSize, repository: repo, known: known, previous: previous[item.path], stats: stats)
+        }
+        // Configuration the server reads from outside its data directory (Debian's /etc/postgresql).
+        var externals: [ExternalFile] = []
+        for (setting, path) in [("config_file", row[7]), ("hba_file", row[8]), ("ident_file", row[9])] {
+            guard let path, !path.isEmpty, let real = try? Self.canonical(path), !real.hasPrefix(pgdata + "/") else { continue }
+            let item = DataDirectoryScan.Item(path: setting, source: real, type: .file, mode: 0o600, modified: Date())
+            if let entry = try await Self.store(item: item, chunkSize: chunkSize, repository: repo, known: known, previous: nil, stats: stats) {
+                externals.append(ExternalFile(setting: setting, originalPath: real, entry: entry))
+            }
         }
 
         guard let stop = try await session.query("SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(false)").first,
@@ -144,9 +161,14 @@ public struct BackupEngine: Sendable {
         for entry in manifestEntries {
             for chunk in entry.chunks { if let base = deltas[chunk] { deltaBases[chunk] = base } }
         }
+        for external in externals {
+            for chunk in external.entry.chunks { if let base = deltas[chunk] { deltaBases[chunk] = base } }
+        }
         let manifest = BackupManifest(backupID: id, chunkSize: chunkSize, entries: manifestEntries,
-            deltaBases: deltaBases.isEmpty ? nil : deltaBases)
+            deltaBases: deltaBases.isEmpty ? nil : deltaBases, externalFiles: externals.isEmpty ? nil : externals)
         var record = record0
+        record.dataDirectory = pgdata
+        record.tablespaces = tablespaces
         record.manifestObject = try await repo.writeManifest(manifest)
         FaultPoint.reached("backup.manifest")
         let totals = await stats.totals()
@@ -173,9 +195,16 @@ public struct BackupEngine: Sendable {
         let fd = open(item.source, O_RDONLY | O_CLOEXEC)
         if fd < 0 {
             if errno == ENOENT { return nil }  // removed while we ran (dropped table); replay recreates the truth
-            throw FileStore.ioError("cannot read", errno: errno, path: item.source)
+            throw FileIO.error("cannot read", errno: errno, path: item.source)
         }
         defer { close(fd) }
+        if item.path == "postgresql.auto.conf" {
+            // The backup's copy never carries a recovery target or Lifeboat's recovery block (from
+            // an earlier restore of this cluster): the next restore must not inherit them.
+            let text = String(decoding: try FileIO.readAll(fd: fd, path: item.source), as: UTF8.self)
+            return try await storeWhole(Data(ServerConfiguration.autoConfForBackup(text).utf8), item: item, chunkSize: chunkSize,
+                repository: repository, known: known, stats: stats)
+        }
         var chunks: [String] = []
         var size: UInt64 = 0
         var buffer = Data(count: chunkSize)
@@ -187,7 +216,7 @@ public struct BackupEngine: Sendable {
                     let n = read(fd, base + filled, chunkSize - filled)
                     if n < 0 {
                         if errno == EINTR { continue }
-                        throw FileStore.ioError("cannot read", errno: errno, path: item.source)
+                        throw FileIO.error("cannot read", errno: errno, path: item.source)
                     }
                     if n == 0 { break }
                     filled += n
@@ -214,13 +243,37 @@ public struct BackupEngine: Sendable {
         return ManifestEntry(path: item.path, type: .file, mode: item.mode, size: size, modified: item.modified, chunks: chunks)
     }
 
+    /// Stores a small file's content given whole (a rewritten configuration file).
+    static func storeWhole(_ data: Data, item: DataDirectoryScan.Item, chunkSize: Int, repository: Repository, known: ChunkIndex,
+        stats: BackupStats) async throws -> ManifestEntry
+    {
+        var chunks: [String] = []
+        var offset = 0
+        if data.isEmpty {
+            return ManifestEntry(path: item.path, type: .file, mode: item.mode, size: 0, modified: item.modified, chunks: [])
+        }
+        repeat {
+            let block = data.subdata(in: offset..<min(offset + chunkSize, data.count))
+            let id = repository.chunkID(for: block)
+            var stored = 0
+            if await known.claim(id) {
+                stored = try await repository.putChunk(id: id, data: block)
+                await known.record(id, base: nil)
+            }
+            await stats.add(logical: block.count, stored: stored, isNew: stored > 0)
+            chunks.append(id)
+            offset += block.count
+        } while offset < data.count
+        return ManifestEntry(path: item.path, type: .file, mode: item.mode, size: UInt64(data.count), modified: item.modified, chunks: chunks)
+    }
+
     /// Immutable repositories: every object this backup needs stays locked at least as long as the
     /// backup is kept, including chunks written by earlier backups and reused here. Manual backups
     /// until their own retention; automated ones for the recovery window past their end, plus a day.
     func extendLocks(record: BackupRecord, manifest: BackupManifest, policy: RetentionPolicy, parallelism: Int) async throws {
         let until = record.retainUntil ?? record.stopTime.addingTimeInterval(policy.recoveryWindow + 86400)
         var keys = Set(manifest.entries.flatMap { $0.chunks.flatMap { Repository.chunkObjectKeys($0, in: manifest) } })
-        keys.insert("backups/\(record.id)")
+        keys.insert(Repository.backupKey(record.id))
         keys.insert(record.manifestObject)
         let size = record.walSegmentSize
         for n in record.startSegment.number(segmentSize: size)...record.stopSegment.number(segmentSize: size) {

@@ -1,5 +1,6 @@
 import Foundation
 import LifeboatCore
+import LifeboatFileSystem
 
 #if canImport(Glibc)
 import Glibc
@@ -25,6 +26,9 @@ public struct OSUser: Sendable, Equatable {
         self.uid = uid
         self.gid = pw.pointee.pw_gid
     }
+
+    /// This user as a file owner.
+    public var fileOwner: FileIO.Owner { FileIO.Owner(uid: uid, gid: gid) }
 
     /// The user a server must run as for `dataDirectory`: nil (ourselves) unless we are root.
     public static func forServer(dataDirectory: String) -> OSUser? {

@@ -109,9 +109,10 @@ public struct Demo: Sendable {
 
         let production = LocalCluster(dataDirectory: work + "/production", port: LocalCluster.freePort(), socketDirectory: work,
             binaries: binaries, user: user)
+        let invocation = LifeboatInvocation(executable: exe, arguments: ["--config", config])
         try await step("initdb a throwaway 'production' cluster archiving WAL to it") {
             try await production.initialize(extraSettings: [
-                "archive_mode": "on", "archive_command": "\(exe) wal push --config \(config) %p",
+                "archive_mode": "on", "archive_command": invocation.archiveCommand,
                 "shared_buffers": "64MB", "max_wal_size": "512MB", "log_min_messages": "warning",
             ])
             try await production.start(timeout: 120)
@@ -170,8 +171,7 @@ public struct Demo: Sendable {
         let restoreBegan = Date()
         let restorePort = LocalCluster.freePort()
         let restoreReport = try await step("restore to T into a new directory and start it") {
-            let fetch = "\(exe) wal fetch --config \(config) %f %p"
-            let options = RestoreOptions(destination: work + "/restored", target: .time(target), restoreCommand: fetch,
+            let options = RestoreOptions(destination: work + "/restored", target: .time(target), invocation: invocation,
                 archiveMode: .off, start: true, port: restorePort, socketDirectory: work, recoveryTimeout: 600)
             let r = try await RestoreEngine(repository: repo, logger: logger).run(options)
             return (r, "backup \(r.backupID) + WAL replayed to \(r.achievedTime.map(Timestamp.format) ?? "?"), promoted on timeline \(r.timeline ?? 0)")

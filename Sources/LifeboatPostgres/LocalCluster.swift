@@ -1,5 +1,6 @@
 import Foundation
 import LifeboatCore
+import LifeboatFileSystem
 import Logging
 
 #if canImport(Glibc)
@@ -96,7 +97,7 @@ public struct LocalCluster: Sendable {
         var text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
         if !text.isEmpty, !text.hasSuffix("\n") { text += "\n" }
         for key in settings.keys.sorted() {
-            text += "\(key) = \(PostgresConf.quote(settings[key] ?? ""))\n"
+            text += "\(key) = \(ServerConfiguration.quote(settings[key] ?? ""))\n"
         }
         try text.write(toFile: path, atomically: false, encoding: .utf8)
         user?.own(path)
@@ -105,10 +106,8 @@ public struct LocalCluster: Sendable {
     /// Starts the server and waits until it accepts connections (which, during targeted recovery,
     /// is once the restored data is consistent).
     public func start(environment: [String: String] = [:], timeout: TimeInterval = 300) async throws {
-        guard FileManager.default.createFile(atPath: logFile, contents: nil) else {
-            throw LifeboatError(.io, "cannot create the server log \(logFile)", hint: "check free space and permissions")
-        }
-        user?.own(logFile)
+        // The server log is private, as PostgreSQL's own log files are (log_file_mode 0600).
+        try FileIO.replaceAtomically(logFile, with: Data(), mode: 0o600, owner: user?.fileOwner, durability: .atomicOnly)
         let options = "-p \(port) -k \(socketDirectory) -c listen_addresses=\(listenAddresses)"
         let result = try await CommandRunner.run(binaries.path("pg_ctl"),
             ["-D", dataDirectory, "-l", logFile, "-o", options, "-w", "-t", String(Int(timeout)), "start"],
@@ -158,12 +157,5 @@ public struct LocalCluster: Sendable {
     public func logTail(lines: Int = 20) -> String {
         let text = (try? String(contentsOfFile: logFile, encoding: .utf8)) ?? ""
         return text.split(separator: "\n").suffix(lines).joined(separator: "\n")
-    }
-}
-
-/// Quoting for postgresql.conf values.
-public enum PostgresConf {
-    public static func quote(_ value: String) -> String {
-        "'" + value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "''") + "'"
     }
 }

@@ -1,67 +1,13 @@
 import CLinuxSys
 import Foundation
 import LifeboatCore
+import LifeboatFileSystem
 import LifeboatRepository
 import Logging
 
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// What to restore, where, and whether to bring the server up.
-public struct RestoreOptions: Sendable {
-    public enum ArchiveMode: String, Sendable {
-        /// Keep the backed-up archive settings: once promoted, the restored cluster archives its new
-        /// timeline into the repository (for a restored cluster that becomes production).
-        case keep
-        /// Disable archiving on the restored cluster (the default): a copy restored to inspect or
-        /// verify must never add a timeline to production's archive, or later point-in-time
-        /// restores following `latest` would take that timeline.
-        case off
-    }
-
-    public var destination: String
-    public var target: RecoveryTarget
-    public var backupID: String?
-    /// The `restore_command` PostgreSQL will run (with `%f` and `%p`).
-    public var restoreCommand: String
-    public var archiveMode: ArchiveMode
-    /// `latest`, `current` or a timeline number.
-    public var targetTimeline: String
-    public var parallelism: Int
-    public var start: Bool
-    public var port: Int
-    public var socketDirectory: String
-    public var listenAddresses: String
-    public var binDirectory: String?
-    /// Environment given to the started server (so its restore_command can open the repository).
-    public var serverEnvironment: [String: String]
-    public var recoveryTimeout: TimeInterval
-    /// With `start`: WAL segments kept fetched ahead of the recovering server (0: none).
-    public var walPrefetch: Int
-
-    public init(destination: String, target: RecoveryTarget = .latest, backupID: String? = nil, restoreCommand: String,
-        archiveMode: ArchiveMode = .off, targetTimeline: String = "latest", parallelism: Int = 4, start: Bool = false, port: Int = 5432,
-        socketDirectory: String = "/tmp", listenAddresses: String = "127.0.0.1", binDirectory: String? = nil,
-        serverEnvironment: [String: String] = [:], recoveryTimeout: TimeInterval = 3600, walPrefetch: Int = 8)
-    {
-        self.destination = destination
-        self.target = target
-        self.backupID = backupID
-        self.restoreCommand = restoreCommand
-        self.archiveMode = archiveMode
-        self.targetTimeline = targetTimeline
-        self.parallelism = parallelism
-        self.start = start
-        self.port = port
-        self.socketDirectory = socketDirectory
-        self.listenAddresses = listenAddresses
-        self.binDirectory = binDirectory
-        self.serverEnvironment = serverEnvironment
-        self.recoveryTimeout = recoveryTimeout
-        self.walPrefetch = walPrefetch
-    }
-}
 
 /// Timed phases and the point actually reached.
 public struct RestoreReport: Codable, Sendable {
@@ -71,21 +17,39 @@ public struct RestoreReport: Codable, Sendable {
     }
 
     public var backupID: String
+    public var backupTimeline: UInt32
     public var target: String
+    /// The timeline recovery followed.
+    public var targetTimeline: UInt32
     public var destination: String
     public var files: Int
     public var bytes: UInt64
+    public var tablespaces: [RestoredTablespace]
+    /// What the restore changed in the copy's configuration (paths of the source neutralised, ...).
+    public var configurationChanges: [String]
+    /// Set when the restore stopped at a gap in the archive knowingly (`--accept-wal-gap`).
+    public var walGap: WALGapReport?
+    /// Where the key for `restore_command` waits while a restore that was not started recovers.
+    public var keyHandoff: String?
     public var phases: [Phase]
     public var totalSeconds: Double
     public var started: Bool
     /// Set when the server was started: the last transaction replayed, and where WAL replay stopped.
     public var achievedTime: Date?
     public var achievedLSN: String?
+    /// The point replay had to reach for the target (latest: the last archived segment's start).
+    public var requiredLSN: String?
+    /// The timeline the promoted server runs on.
     public var timeline: UInt32?
     public var port: Int?
+    public var notes: [String]
 }
 
-/// Restores a backup plus WAL into a new data directory, never over existing data.
+/// Restores a backup plus WAL into a new data directory, never over existing data, and never
+/// reports success for less than it was asked: the WAL it needs is checked before anything is
+/// written (`plan`), the point reached is compared with the point asked, a failed restore removes
+/// what it wrote, and settings from an earlier recovery or pointing into the source's paths never
+/// reach the restored cluster.
 public struct RestoreEngine: Sendable {
     public var repository: Repository
     public var logger: Logger
@@ -95,119 +59,251 @@ public struct RestoreEngine: Sendable {
         self.logger = logger
     }
 
+    /// What a failed restore must take away, and what it must leave (the server log).
+    final class Cleanup: @unchecked Sendable {
+        var createdDirectories: [String] = []
+        var filledDirectories: [String] = []
+        var cluster: LocalCluster?
+
+        func undo() async {
+            if let cluster, cluster.isRunning { try? await cluster.stop(mode: "immediate") }
+            for dir in filledDirectories {
+                for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
+                    try? FileManager.default.removeItem(atPath: dir + "/" + name)
+                }
+            }
+            for dir in createdDirectories.reversed() { try? FileManager.default.removeItem(atPath: dir) }
+        }
+    }
+
     public func run(_ options: RestoreOptions) async throws -> RestoreReport {
         let began = Date()
         let dest = options.destination
-        // 1. The destination must be new or empty: never touch existing data.
-        var createdDirectory = false
-        var isDir: ObjCBool = false
-        if FileManager.default.fileExists(atPath: dest, isDirectory: &isDir) {
-            guard isDir.boolValue else {
-                throw LifeboatError(.targetNotEmpty, "\(dest) exists and is not a directory", hint: "restore into a new or empty directory")
-            }
-            let content = (try? FileManager.default.contentsOfDirectory(atPath: dest)) ?? []
-            guard content.isEmpty else {
-                throw LifeboatError(.targetNotEmpty, "\(dest) is not empty (\(content.count) entries); lifeboat restores only into a new or empty directory",
-                    hint: "choose a new directory; to replace a cluster, restore next to it, verify, then switch")
-            }
-        } else {
-            do {
-                try FileManager.default.createDirectory(atPath: dest, withIntermediateDirectories: true)
-            } catch {
-                throw LifeboatError(.io, "cannot create \(dest)", cause: error)
-            }
-            createdDirectory = true
+        // 1. Nothing is written before the destination is known to be new or empty and the plan
+        //    (backup, timeline, WAL present and continuous) holds.
+        try Self.checkNewOrEmpty(dest, what: "the destination")
+        let plan = try await self.plan(options)
+        for (_, dir) in plan.tablespaceDirectories.sorted(by: { $0.key < $1.key }) {
+            try Self.checkNewOrEmpty(dir, what: "the tablespace directory")
         }
-        chmod(dest, 0o700)
-
-        // 2. Choose the backup.
-        let backups = try await repository.backups()
-        let record: BackupRecord
-        if let id = options.backupID {
-            record = try await repository.backup(id: id)
-            if case .time(let t) = options.target, t < record.stopTime {
-                throw LifeboatError(.invalidUsage, "backup \(id) ends at \(Timestamp.format(record.stopTime)), after the target time",
-                    hint: "choose an older backup or omit --backup to let lifeboat pick one")
-            }
-        } else {
-            record = try options.target.chooseBackup(from: backups)
-        }
+        let record = plan.backup
         var log = logger
         log[metadataKey: LogKey.backupID] = .string(record.id)
-        log.info("restoring", metadata: [LogKey.path: .string(dest), "lifeboat.target": .string(options.target.description)])
-        let serverUser = OSUser.forServer(dataDirectory: dest)
+        log.info("restoring", metadata: [LogKey.path: .string(dest), "lifeboat.target": .string(plan.target.description),
+            "lifeboat.timeline": "\(plan.timeline)"])
+
+        let cleanup = Cleanup()
+        do {
+            return try await execute(options, plan: plan, began: began, cleanup: cleanup, log: log)
+        } catch {
+            await cleanup.undo()
+            throw error
+        }
+    }
+
+    func execute(_ options: RestoreOptions, plan: RestorePlan, began: Date, cleanup: Cleanup, log: Logger) async throws -> RestoreReport {
+        let dest = options.destination
+        let record = plan.backup
+        let serverUser = OSUser.forServer(dataDirectory: FileManager.default.fileExists(atPath: dest) ? dest
+            : (dest as NSString).deletingLastPathComponent)
+        try Self.prepare(dest, cleanup: cleanup)
+        for (_, dir) in plan.tablespaceDirectories {
+            try Self.prepare(dir, cleanup: cleanup)
+            serverUser?.own(dir)
+        }
+        if let serverUser {
+            // A server running as another user must reach its tablespaces through their parent.
+            for parent in Set(plan.tablespaceDirectories.values.map { ($0 as NSString).deletingLastPathComponent }) {
+                chown(parent, serverUser.uid, serverUser.gid)
+            }
+        }
 
         var phases: [RestoreReport.Phase] = []
         let filesStarted = Date()
-        let manifest: BackupManifest
-        do {
-            manifest = try await repository.manifest(for: record)
-            try await restoreFiles(manifest: manifest, into: dest, parallelism: options.parallelism)
-            try writeRecoveryFiles(record: record, options: options, dest: dest)
-            serverUser?.own(dest, recursive: true)
-            try await Self.flushFiles(dest, parallelism: options.parallelism)
-        } catch {
-            Self.removeRestored(dest, removeDirectory: createdDirectory)
-            throw error
-        }
+        let manifest = try await repository.manifest(for: record)
+        try await restoreFiles(manifest: manifest, into: dest, tablespaces: plan.tablespaceDirectories, parallelism: options.parallelism)
+        let changes = try await writeConfiguration(record: record, manifest: manifest, plan: plan, options: options, owner: serverUser)
+        let handoff = options.standby == nil ? TablespaceGuard.recoveryDirectory(dataDirectory: dest) + "/key" : nil
+        try writeRecoveryFiles(record: record, plan: plan, options: options, handoff: handoff, owner: serverUser)
+        serverUser?.own(dest, recursive: true)
+        for dir in plan.tablespaceDirectories.values { serverUser?.own(dir, recursive: true) }
+        try await Self.flushFiles([dest] + plan.tablespaceDirectories.values.sorted(), parallelism: options.parallelism)
         phases.append(.init(name: "restore files", seconds: Date().timeIntervalSince(filesStarted)))
+
         let bytes = manifest.entries.reduce(UInt64(0)) { $0 + $1.size }
-        var report = RestoreReport(backupID: record.id, target: options.target.description, destination: dest,
-            files: manifest.entries.filter { $0.type == .file }.count, bytes: bytes, phases: phases, totalSeconds: 0,
-            started: false)
+        var report = RestoreReport(backupID: record.id, backupTimeline: record.timeline, target: plan.target.description,
+            targetTimeline: plan.timeline, destination: dest, files: manifest.entries.filter { $0.type == .file }.count, bytes: bytes,
+            tablespaces: plan.tablespaceDirectories.sorted { $0.key < $1.key }.map { oid, dir in
+                RestoredTablespace(oid: oid, name: record.tablespaces?.first { $0.oid == oid }?.name, directory: dir, createdInWAL: false)
+            },
+            configurationChanges: changes, walGap: plan.gap, keyHandoff: handoff, phases: phases, totalSeconds: 0, started: false,
+            requiredLSN: plan.lastNeededSegment.map { $0.startLSN(segmentSize: record.walSegmentSize).description }, notes: plan.notes)
 
         if options.start {
-            let binaries = try PostgresBinaries.locate(explicit: options.binDirectory, majorVersion: record.postgresVersion)
-            let cluster = LocalCluster(dataDirectory: dest, port: options.port, socketDirectory: options.socketDirectory,
-                listenAddresses: options.listenAddresses, binaries: binaries, user: serverUser)
-            let recoveryStarted = Date()
-            // Fetch WAL ahead of the server with the repository already open here: its
-            // restore_command calls then find each segment in the spool.
-            var spool = WALPrefetchSpool(dataDirectory: dest)
-            spool.owner = serverUser
-            let archive = WALArchive(repository: repository, logger: log)
-            let prefetcher = Task { [spool] in
-                await archive.prefetch(into: spool, from: record.startSegment, segmentSize: record.walSegmentSize, ahead: options.walPrefetch)
-            }
-            let achieved: (time: Date?, lsn: String?, timeline: UInt32?)
-            do {
-                try await cluster.start(environment: options.serverEnvironment, timeout: options.recoveryTimeout)
-                achieved = try await Self.waitForPromotion(cluster: cluster, timeout: options.recoveryTimeout, logger: log)
-            } catch {
-                prefetcher.cancel()
-                throw error
-            }
-            prefetcher.cancel()
-            await prefetcher.value
-            // Segments fetched ahead past the target are no longer needed.
-            spool.remove()
-            report.phases.append(.init(name: "recover and promote", seconds: Date().timeIntervalSince(recoveryStarted)))
-            report.started = true
-            report.achievedTime = achieved.time
-            report.achievedLSN = achieved.lsn
-            report.timeline = achieved.timeline
-            report.port = options.port
+            try await startAndRecover(options, plan: plan, report: &report, owner: serverUser, cleanup: cleanup, log: log)
         }
         report.totalSeconds = Date().timeIntervalSince(began)
         return report
     }
 
-    /// Writes every directory and file of the manifest. The work is split into runs of a few chunks,
-    /// so a large relation file is restored by every worker at once, not by one; each chunk is
-    /// authenticated and its length checked. Writeback of each chunk starts as it is written; the files
-    /// are fsynced at the end (`flushFiles`, after the recovery files and ownership are written too).
-    func restoreFiles(manifest: BackupManifest, into dest: String, parallelism: Int) async throws {
+    // MARK: - starting and checking the point reached
+
+    func startAndRecover(_ options: RestoreOptions, plan: RestorePlan, report: inout RestoreReport, owner: OSUser?, cleanup: Cleanup,
+        log: Logger) async throws
+    {
+        let dest = options.destination
+        let record = plan.backup
+        let binaries = try PostgresBinaries.locate(explicit: options.binDirectory, majorVersion: record.postgresVersion)
+        let cluster = LocalCluster(dataDirectory: dest, port: options.port, socketDirectory: options.socketDirectory,
+            listenAddresses: options.listenAddresses, binaries: binaries, user: owner)
+        cleanup.cluster = cluster
+        let recoveryStarted = Date()
+        // Fetch WAL ahead of the server with the repository already open here (and through the
+        // tablespace guard): its restore_command calls then find each segment in the spool.
+        var spool = WALPrefetchSpool(dataDirectory: dest)
+        spool.owner = owner
+        let archive = WALArchive(repository: repository, logger: log)
+        let guardian = try TablespaceGuard.forDataDirectory(dest)
+        let ahead = options.standby == nil ? options.walPrefetch : 0
+        let prefetcher = Task { [spool] in
+            await archive.prefetch(into: spool, from: record.startSegment, segmentSize: record.walSegmentSize, ahead: ahead, guard: guardian)
+        }
+        defer { prefetcher.cancel() }
+        do {
+            try await cluster.start(environment: options.invocation.environment, timeout: options.recoveryTimeout)
+            if options.standby != nil {
+                try await Self.waitForStandby(cluster: cluster, timeout: options.recoveryTimeout, logger: log)
+            } else {
+                let achieved = try await Self.waitForPromotion(cluster: cluster, timeout: options.recoveryTimeout, logger: log)
+                report.achievedTime = achieved.time
+                report.achievedLSN = achieved.lsn
+                report.timeline = achieved.timeline
+            }
+        } catch let error as LifeboatError {
+            throw Self.explain(error, plan: plan, cluster: cluster)
+        }
+        prefetcher.cancel()
+        await prefetcher.value
+        spool.remove()
+        if options.standby == nil {
+            // The point reached against the point asked. Time, xid and name targets PostgreSQL checks
+            // itself: it stops with an error when recovery ends before reaching them.
+            var needed: LSN?
+            switch plan.target {
+            case .lsn(let l): needed = l
+            case .immediate: needed = record.stopLSN
+            case .latest: needed = plan.lastNeededSegment?.startLSN(segmentSize: record.walSegmentSize)
+            default: needed = nil
+            }
+            let reached = report.achievedLSN.flatMap(LSN.init) ?? LSN(0)
+            if let needed, reached < needed {
+                throw LifeboatError(.recoveryFailed,
+                    "recovery stopped at lsn \(reached), before lsn \(needed) that the target \(plan.target) needs"
+                        + " (the archive on timeline \(plan.timeline) reaches segment \(plan.lastNeededSegment?.name ?? "?"))",
+                    hint: "a WAL segment could not be read or replayed; the server log \(cluster.logFile) tells why; the restore was removed")
+            }
+            if let guardian {
+                for r in guardian.redirects() where !report.tablespaces.contains(where: { $0.oid == r.oid }) {
+                    report.tablespaces.append(RestoredTablespace(oid: r.oid, name: nil, directory: r.directory, createdInWAL: true))
+                }
+            }
+            // What a restore that ends leaves behind: no recovery block, no key, no spool.
+            try RecoveryFinish.run(dataDirectory: dest)
+            report.keyHandoff = nil
+        }
+        report.phases.append(.init(name: options.standby == nil ? "recover and promote" : "start as a standby",
+            seconds: Date().timeIntervalSince(recoveryStarted)))
+        report.started = true
+        report.port = options.port
+        cleanup.cluster = nil
+    }
+
+    /// Turns "the server stopped" into what happened, with the plan's knowledge of the archive.
+    static func explain(_ error: LifeboatError, plan: RestorePlan, cluster: LocalCluster) -> LifeboatError {
+        let tail = cluster.logTail(lines: 40)
+        if tail.contains("recovery ended before configured recovery target was reached") {
+            if let gap = plan.gapAfterPossibleTarget {
+                return LifeboatError(.walGap,
+                    "the target \(plan.target) lies beyond a gap in the archive: \(gap.count) segment(s) from \(gap.firstMissing.name) are missing",
+                    hint: "restore from a copy of the repository that has the segment, or give --accept-wal-gap to restore up to the gap knowingly")
+            }
+            return LifeboatError(.recoveryFailed, "recovery reached the end of the archive before the target \(plan.target)",
+                hint: "nothing committed after the target has been archived yet: restore to a point inside the recovery window (`lifeboat info`), or to the latest point. The server log (\(cluster.logFile)) ends with:\n" + tail)
+        }
+        if tail.contains("could not restore file") || tail.contains("lifeboat") && tail.contains("error") {
+            return LifeboatError(.recoveryFailed, "recovery stopped: restore_command could not deliver the WAL it needs",
+                hint: "the server log (\(cluster.logFile)) ends with:\n" + tail)
+        }
+        return error
+    }
+
+    // MARK: - files
+
+    static func checkNewOrEmpty(_ path: String, what: String) throws {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { return }
+        guard isDir.boolValue else {
+            throw LifeboatError(.targetNotEmpty, "\(what) \(path) exists and is not a directory", hint: "restore into a new or empty directory")
+        }
+        let content = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
+        guard content.isEmpty else {
+            throw LifeboatError(.targetNotEmpty, "\(what) \(path) is not empty (\(content.count) entries); lifeboat restores only into a new or empty directory",
+                hint: "choose a new directory; to replace a cluster, restore next to it, verify, then switch")
+        }
+    }
+
+    /// Creates `dir` (0700), remembering what a failure must remove.
+    static func prepare(_ dir: String, cleanup: Cleanup) throws {
+        if FileManager.default.fileExists(atPath: dir) {
+            cleanup.filledDirectories.append(dir)
+        } else {
+            // Record every directory this creates, outermost first, so a failure removes them all.
+            var missing: [String] = []
+            var p = dir
+            while !p.isEmpty, p != "/", !FileManager.default.fileExists(atPath: p) {
+                missing.insert(p, at: 0)
+                p = (p as NSString).deletingLastPathComponent
+            }
+            try FileIO.makeDirectory(dir, mode: 0o700)
+            cleanup.createdDirectories += missing
+        }
+        chmod(dir, 0o700)
+    }
+
+    /// Where a manifest path is written: under the destination, or in a tablespace's directory.
+    static func physicalPath(_ path: String, dest: String, tablespaces: [UInt32: String]) -> String {
+        if path.hasPrefix("pg_tblspc/") {
+            let parts = path.split(separator: "/", maxSplits: 2, omittingEmptySubsequences: false)
+            if parts.count == 3, let oid = UInt32(parts[1]), let dir = tablespaces[oid] { return dir + "/" + parts[2] }
+        }
+        return dest + "/" + path
+    }
+
+    /// Writes every directory and file of the manifest; each tablespace into its own directory,
+    /// linked from `pg_tblspc/<oid>`. The work is split into runs of a few chunks, so a large
+    /// relation file is restored by every worker at once; each chunk is authenticated and its
+    /// length checked. Writeback starts as each chunk is written; `flushFiles` fsyncs at the end.
+    func restoreFiles(manifest: BackupManifest, into dest: String, tablespaces: [UInt32: String], parallelism: Int) async throws {
+        @Sendable func place(_ path: String) -> String { Self.physicalPath(path, dest: dest, tablespaces: tablespaces) }
         for entry in manifest.entries where entry.type == .directory {
-            let path = dest + "/" + entry.path
+            let parts = entry.path.split(separator: "/")
+            if parts.count == 2, parts[0] == "pg_tblspc", let oid = UInt32(parts[1]), let dir = tablespaces[oid] {
+                // The tablespace's root: its directory exists; the data directory links to it.
+                guard symlink(dir, dest + "/" + entry.path) == 0 else {
+                    throw FileIO.error("cannot link tablespace \(oid)", errno: errno, path: dest + "/" + entry.path)
+                }
+                continue
+            }
+            let path = place(entry.path)
             if mkdir(path, mode_t(entry.mode == 0 ? 0o700 : entry.mode)) != 0, errno != EEXIST {
-                throw FileStore.ioError("cannot create directory", errno: errno, path: path)
+                throw FileIO.error("cannot create directory", errno: errno, path: path)
             }
         }
         let files = manifest.entries.filter { $0.type == .file }
         for entry in files {
-            let path = dest + "/" + entry.path
+            let path = place(entry.path)
             let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode_t(entry.mode == 0 ? 0o600 : entry.mode))
-            if fd < 0 { throw FileStore.ioError("cannot create", errno: errno, path: path) }
+            if fd < 0 { throw FileIO.error("cannot create", errno: errno, path: path) }
             close(fd)
         }
         struct Run: Sendable {
@@ -229,9 +325,9 @@ public struct RestoreEngine: Sendable {
         let chunkSize = manifest.chunkSize
         _ = try await forEachBounded(runs, parallelism: parallelism) { run -> Bool in
             let entry = files[run.file]
-            let path = dest + "/" + entry.path
+            let path = place(entry.path)
             let fd = open(path, O_WRONLY | O_CLOEXEC)
-            if fd < 0 { throw FileStore.ioError("cannot open", errno: errno, path: path) }
+            if fd < 0 { throw FileIO.error("cannot open", errno: errno, path: path) }
             defer { close(fd) }
             for k in run.first..<(run.first + run.count) {
                 let id = entry.chunks[k]
@@ -242,7 +338,7 @@ public struct RestoreEngine: Sendable {
                     throw LifeboatError(.integrity, "chunk \(k) of \(entry.path) has \(data.count) bytes, the backup recorded \(expected)",
                         hint: "run `lifeboat verify`; restore from another backup")
                 }
-                try FileStore.writeAll(fd: fd, data: data, at: offset, path: path)
+                try FileIO.writeAll(fd: fd, data: data, at: offset, path: path)
                 // Let the disk start on it now, while the next chunks decompress, rather than all at
                 // the final flush (a hint: failures surface at that flush).
                 _ = lifeboat_start_writeback(fd, Int64(offset), Int64(data.count))
@@ -253,67 +349,121 @@ public struct RestoreEngine: Sendable {
             let t = entry.modified.timeIntervalSince1970
             let stamp = timespec(tv_sec: Int(t), tv_nsec: Int((t - t.rounded(.down)) * 1e9))
             var times = [stamp, stamp]
-            utimensat(AT_FDCWD, dest + "/" + entry.path, &times, 0)
+            utimensat(AT_FDCWD, place(entry.path), &times, 0)
         }
     }
 
-    /// Makes everything restored under `dest` durable: every file, then every directory, fsynced, files
-    /// in parallel (their writeback started as they were written, so each waits on little). Only what
-    /// the restore wrote is flushed: a syncfs(2) was as fast alone but also waited on every other dirty
-    /// page of the filesystem (measured: 1.9 s against 2.7 s with 1 GiB written by someone else).
-    static func flushFiles(_ dest: String, parallelism: Int) async throws {
+    /// Makes everything restored under `roots` durable: every file, then every directory, fsynced,
+    /// files in parallel (their writeback started as they were written, so each waits on little). Only
+    /// what the restore wrote is flushed: a syncfs(2) was as fast alone but also waited on every other
+    /// dirty page of the filesystem (measured: 1.9 s against 2.7 s with 1 GiB written by someone else).
+    static func flushFiles(_ roots: [String], parallelism: Int) async throws {
         var files: [String] = []
-        var directories: [String] = [dest]
-        guard let walker = FileManager.default.enumerator(atPath: dest) else {
-            throw LifeboatError(.io, "cannot list \(dest) to flush it to disk")
-        }
-        while let relative = walker.nextObject() as? String {
-            let path = dest + "/" + relative
-            var st = stat()
-            guard lstat(path, &st) == 0 else { continue }
-            switch st.st_mode & S_IFMT {
-            case S_IFREG: files.append(path)
-            case S_IFDIR: directories.append(path)
-            default: break
+        var directories: [String] = []
+        for root in roots {
+            directories.append(root)
+            guard let walker = FileManager.default.enumerator(atPath: root) else {
+                throw LifeboatError(.io, "cannot list \(root) to flush it to disk")
+            }
+            while let relative = walker.nextObject() as? String {
+                let path = root + "/" + relative
+                var st = stat()
+                guard lstat(path, &st) == 0 else { continue }
+                switch st.st_mode & S_IFMT {
+                case S_IFREG: files.append(path)
+                case S_IFDIR: directories.append(path)
+                default: break
+                }
             }
         }
         _ = try await forEachBounded(files, parallelism: max(parallelism, 8)) { path -> Bool in
-            try Self.fsyncPath(path)
+            try FileIO.fsync(path)
             return true
         }
-        for dir in directories.reversed() { try Self.fsyncPath(dir) }
+        for dir in directories.reversed() { try FileIO.fsync(dir) }
+        for root in roots { try FileIO.fsyncDirectory(containing: root) }
     }
 
-    static func fsyncPath(_ path: String) throws {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 { throw FileStore.ioError("cannot open to flush", errno: errno, path: path) }
-        defer { close(fd) }
-        if fsync(fd) != 0 { throw FileStore.ioError("cannot flush to disk", errno: errno, path: path) }
-    }
+    // MARK: - configuration
 
-    /// backup_label, recovery.signal and the recovery settings in postgresql.auto.conf.
-    func writeRecoveryFiles(record: BackupRecord, options: RestoreOptions, dest: String) throws {
-        try record.backupLabel.write(toFile: dest + "/backup_label", atomically: false, encoding: .utf8)
-        // Tablespaces are restored in place under pg_tblspc, so no tablespace_map is written: it would
-        // point the restored cluster at the original tablespace locations.
-        guard FileManager.default.createFile(atPath: dest + "/recovery.signal", contents: Data()) else {
-            throw LifeboatError(.io, "cannot write \(dest)/recovery.signal", hint: "check free space and permissions in \(dest)")
+    /// The copy's configuration: files the server read from outside the source's data directory
+    /// put in place, every setting naming the source's paths neutralised; returns what changed.
+    func writeConfiguration(record: BackupRecord, manifest: BackupManifest, plan: RestorePlan, options: RestoreOptions,
+        owner: OSUser?) async throws -> [String]
+    {
+        let dest = options.destination
+        var changes: [ServerConfiguration.Change] = []
+        var notes: [String] = []
+        for external in manifest.externalFiles ?? [] {
+            let path = dest + "/" + external.restoredName
+            if FileManager.default.fileExists(atPath: path) {
+                notes.append("\(external.setting) was \(external.originalPath); the backup's copy of the data directory has its own \(external.restoredName), kept")
+                continue
+            }
+            var data = Data()
+            for id in external.entry.chunks { data += try await repository.chunk(id: id, base: manifest.deltaBase(of: id)) }
+            try FileIO.replaceAtomically(path, with: data, mode: 0o600, owner: owner?.fileOwner)
+            notes.append("\(external.setting) was \(external.originalPath) outside the data directory: restored as \(external.restoredName)")
         }
-        var settings = options.target.recoverySettings()
-        settings["restore_command"] = options.restoreCommand
-        settings["recovery_target_timeline"] = options.targetTimeline
-        if options.archiveMode == .off {
-            settings["archive_mode"] = "off"
+        for name in ["postgresql.conf", "postgresql.auto.conf"] {
+            let path = dest + "/" + name
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { continue }
+            let result = ServerConfiguration.neutralisePaths(text, file: name, sourceDataDirectory: record.dataDirectory, restoredDataDirectory: dest)
+            if !result.changes.isEmpty {
+                try FileIO.replaceAtomically(path, with: Data(result.text.utf8), mode: 0o600, owner: owner?.fileOwner)
+                changes += result.changes
+            }
+        }
+        return notes + changes.map(\.description)
+    }
+
+    /// backup_label, recovery.signal (or standby.signal), and the settings in postgresql.auto.conf:
+    /// the restored copy's (kept) and its recovery's (removed when recovery ends), replacing those
+    /// of any earlier restore. With `handoff`, the repository key for `restore_command`.
+    func writeRecoveryFiles(record: BackupRecord, plan: RestorePlan, options: RestoreOptions, handoff: String?, owner: OSUser?) throws {
+        let dest = options.destination
+        let fileOwner = owner?.fileOwner
+        try FileIO.replaceAtomically(dest + "/backup_label", with: Data(record.backupLabel.utf8), mode: 0o600, owner: fileOwner)
+        // Tablespaces are linked from pg_tblspc by the restore, so no tablespace_map is written: it
+        // would point the restored cluster at the original tablespace locations.
+        var restored: [(key: String, value: String)] = []
+        if options.archiveMode == .off { restored.append(("archive_mode", "off")) }
+        var recovery: [(key: String, value: String)] = []
+        if let standby = options.standby {
+            guard !standby.primaryConnInfo.isEmpty else {
+                // The caller (Patroni) writes the standby's configuration itself.
+                try FileIO.replaceAtomically(dest + "/postgresql.auto.conf",
+                    with: Data(ServerConfiguration.autoConfAfterRecovery((try? String(contentsOfFile: dest + "/postgresql.auto.conf", encoding: .utf8)) ?? "").utf8),
+                    mode: 0o600, owner: fileOwner)
+                return
+            }
+            try FileIO.replaceAtomically(dest + "/standby.signal", with: Data(), mode: 0o600, owner: fileOwner)
+            restored += [("primary_conninfo", standby.primaryConnInfo), ("primary_slot_name", standby.primarySlotName ?? ""),
+                ("restore_command", options.invocation.adding(["--soft-errors"]).restoreCommand), ("recovery_target_timeline", "latest")]
+        } else {
+            try FileIO.replaceAtomically(dest + "/recovery.signal", with: Data(), mode: 0o600, owner: fileOwner)
+            var invocation = options.invocation
+            if let handoff {
+                try FileIO.makeDirectory((handoff as NSString).deletingLastPathComponent, mode: 0o700, owner: fileOwner)
+                try repository.writeKeyHandoff(to: handoff, owner: fileOwner)
+                invocation = invocation.adding(["--key-handoff", handoff])
+            }
+            try TablespaceGuard.write(TablespaceGuard.Plan(dataDirectory: dest,
+                directories: Dictionary(uniqueKeysWithValues: plan.tablespaceDirectories.map { (String($0.key), $0.value) }),
+                defaultParent: dest + ".tablespaces"), owner: fileOwner)
+            recovery = plan.target.recoverySettings()
+            recovery += [("recovery_target_timeline", String(plan.timeline)), ("restore_command", invocation.restoreCommand),
+                ("recovery_end_command", LifeboatInvocation.command([invocation.executable, "wal", "recovery-end", dest])),
+                ("primary_conninfo", ""), ("primary_slot_name", "")]
         }
         let path = dest + "/postgresql.auto.conf"
-        var text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
-        if !text.isEmpty, !text.hasSuffix("\n") { text += "\n" }
-        text += "# recovery settings written by lifeboat restore of backup \(record.id) (\(options.target))\n"
-        for key in settings.keys.sorted() {
-            text += "\(key) = \(PostgresConf.quote(settings[key] ?? ""))\n"
-        }
-        try text.write(toFile: path, atomically: false, encoding: .utf8)
+        let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+        let rewritten = ServerConfiguration.autoConfForRestore(text, restored: restored, recovery: recovery,
+            comment: "lifeboat restore of backup \(record.id) to \(plan.target), timeline \(plan.timeline)")
+        try FileIO.replaceAtomically(path, with: Data(rewritten.utf8), mode: 0o600, owner: fileOwner)
     }
+
+    // MARK: - waiting
 
     /// Polls until recovery has ended and the server is promoted; fails if the server dies.
     static func waitForPromotion(cluster: LocalCluster, timeout: TimeInterval, logger: Logger) async throws
@@ -323,7 +473,7 @@ public struct RestoreEngine: Sendable {
         while Date() < deadline {
             guard cluster.isRunning else {
                 throw LifeboatError(.recoveryFailed, "PostgreSQL stopped during recovery of \(cluster.dataDirectory)",
-                    hint: "if the log says the target was not reached: nothing was committed after the target in the archived WAL (restore to latest instead), or the WAL is on another timeline (--target-timeline). The server log ends with:\n" + cluster.logTail())
+                    hint: "the server log (\(cluster.logFile)) ends with:\n" + cluster.logTail())
             }
             if let session = try? await PostgresSession.connect(cluster.endpoint(), logger: logger) {
                 var answer: [String?]?
@@ -342,17 +492,48 @@ public struct RestoreEngine: Sendable {
             try await Task.sleep(for: .milliseconds(50))
         }
         throw LifeboatError(.timeout, "recovery of \(cluster.dataDirectory) did not finish within \(HumanDuration.format(timeout))",
-            hint: "the server is still running; see \(cluster.logFile)")
+            hint: "see \(cluster.logFile); the restore was removed")
     }
 
-    /// Deletes what a failed restore wrote, so nothing half-restored is left looking usable.
-    static func removeRestored(_ dest: String, removeDirectory: Bool) {
-        if removeDirectory {
-            try? FileManager.default.removeItem(atPath: dest)
-        } else {
-            for name in (try? FileManager.default.contentsOfDirectory(atPath: dest)) ?? [] {
-                try? FileManager.default.removeItem(atPath: dest + "/" + name)
+    /// Polls until a standby accepts connections and is in recovery.
+    static func waitForStandby(cluster: LocalCluster, timeout: TimeInterval, logger: Logger) async throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            guard cluster.isRunning else {
+                throw LifeboatError(.recoveryFailed, "the standby on \(cluster.dataDirectory) stopped",
+                    hint: "the server log (\(cluster.logFile)) ends with:\n" + cluster.logTail())
+            }
+            if let session = try? await PostgresSession.connect(cluster.endpoint(), logger: logger) {
+                let recovering = try? await session.value("SELECT pg_is_in_recovery()::text")
+                await session.close()
+                if recovering == "true" { return }
+                if recovering == "false" {
+                    throw LifeboatError(.recoveryFailed, "the server on \(cluster.dataDirectory) was promoted instead of staying a standby")
+                }
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw LifeboatError(.timeout, "the standby on \(cluster.dataDirectory) did not come up within \(HumanDuration.format(timeout))")
+    }
+}
+
+/// What ends a restore's recovery: Lifeboat's recovery settings out of `postgresql.auto.conf`, the
+/// tablespaces redirected during replay linked straight, the key handoff and the prefetch spool
+/// removed. Run by the restored server itself (`recovery_end_command = 'lifeboat wal recovery-end
+/// DIR'`) and again by `restore --start` after promotion; idempotent.
+public enum RecoveryFinish {
+    public static func run(dataDirectory: String) throws {
+        let path = dataDirectory + "/postgresql.auto.conf"
+        if let text = try? String(contentsOfFile: path, encoding: .utf8) {
+            let after = ServerConfiguration.autoConfAfterRecovery(text)
+            if after != text {
+                var st = stat()
+                let owner = stat(path, &st) == 0 ? FileIO.Owner(uid: st.st_uid, gid: st.st_gid) : nil
+                try FileIO.replaceAtomically(path, with: Data(after.utf8), mode: 0o600, owner: owner)
             }
         }
+        try TablespaceGuard.forDataDirectory(dataDirectory)?.finish()
+        try? FileManager.default.removeItem(atPath: TablespaceGuard.recoveryDirectory(dataDirectory: dataDirectory))
+        WALPrefetchSpool(dataDirectory: dataDirectory).remove()
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import LifeboatCore
+import LifeboatFileSystem
 import LifeboatRepository
 import Logging
 
@@ -17,14 +18,17 @@ public struct WALArchive: Sendable {
         self.logger = logger
     }
 
-    /// Archives the file at `path` (PostgreSQL's `%p`, relative to PGDATA or absolute).
-    public func push(path: String) async throws -> WALPushResult {
+    /// Archives the file at `path` (PostgreSQL's `%p`, relative to PGDATA or absolute) into this
+    /// repository, which must take it (its failure fails `archive_command`), then into each mirror,
+    /// best effort with a bound (see `MirrorSet.pushWAL`).
+    public func push(path: String, mirrors: MirrorSet? = nil) async throws -> WALPushResult {
         let name = (path as NSString).lastPathComponent
         guard let data = FileManager.default.contents(atPath: path) else {
             throw LifeboatError(.notFound, "cannot read WAL file \(path)", hint: "archive_command must pass %p")
         }
         let result = try await repository.pushWAL(name: name, data: data)
         logger.info("wal pushed", metadata: [LogKey.walFile: .string(name), "lifeboat.result": "\(result)"])
+        if let mirrors, !mirrors.isEmpty { _ = await mirrors.pushWAL(name: name, data: data, logger: logger) }
         return result
     }
 
@@ -32,7 +36,9 @@ public struct WALArchive: Sendable {
     /// `prefetch` segments are fetched too (two at a time) into the spool next to `destination`, so the
     /// calls PostgreSQL makes for them find their file there without opening the repository.
     public func fetch(name: String, destination: String, prefetch: Int = 0) async throws {
-        let data = try await repository.fetchWAL(name: name)
+        let guardian = try TablespaceGuard.forDestination(destination)
+        var data = try await repository.fetchWAL(name: name)
+        if let guardian { data = try guardian.process(name: name, data: data) }
         try WALPrefetchSpool.writeAtomically(data, to: destination)
         guard prefetch > 0, case .segment(let segment)? = WALFileName(name), data.count > 0 else { return }
         let spool = WALPrefetchSpool(destination: destination)
@@ -44,13 +50,17 @@ public struct WALArchive: Sendable {
         // Best effort: a segment not archived yet or a failure here only means PostgreSQL's own call
         // for it fetches it directly.
         let archive = self
-        _ = try? await forEachBounded(next, parallelism: 2) { await archive.spool($0, into: spool) }
+        _ = try? await forEachBounded(next, parallelism: 1) { await archive.spool($0, into: spool, guard: guardian) }
     }
 
-    /// Fetches `segment` into `spool`; false (logged) when it is not archived or cannot be stored.
-    func spool(_ segment: WALSegment, into spool: WALPrefetchSpool) async -> Bool {
+    /// Fetches `segment` into `spool`, through the restore's tablespace guard; false (logged) when
+    /// it is not archived or cannot be stored. A segment the guard refuses is left out of the spool:
+    /// the server's own call for it then fails as fatally as it must.
+    func spool(_ segment: WALSegment, into spool: WALPrefetchSpool, guard guardian: TablespaceGuard?) async -> Bool {
         do {
-            try spool.put(try await repository.fetchWAL(name: segment.name), name: segment.name)
+            var data = try await repository.fetchWAL(name: segment.name)
+            if let guardian { data = try guardian.process(name: segment.name, data: data, owner: spool.owner.map(\.fileOwner)) }
+            try spool.put(data, name: segment.name)
             return true
         } catch {
             logger.debug("prefetch stopped", metadata: [LogKey.walFile: .string(segment.name), "lifeboat.error": "\(error)"])
@@ -63,7 +73,9 @@ extension WALArchive {
     /// Keeps up to `ahead` segments of `timeline`, from `first` on, in `spool` while a restored server
     /// recovers, so its `restore_command` calls take them from there: run by `restore --start`, which
     /// has the repository open already. Stops at the first segment not archived, or when cancelled.
-    public func prefetch(into spool: WALPrefetchSpool, from first: WALSegment, segmentSize: UInt64, ahead: Int) async {
+    public func prefetch(into spool: WALPrefetchSpool, from first: WALSegment, segmentSize: UInt64, ahead: Int,
+        guard guardian: TablespaceGuard? = nil) async
+    {
         var number = first.number(segmentSize: segmentSize)
         while !Task.isCancelled {
             if spool.count() >= ahead {
@@ -73,7 +85,7 @@ extension WALArchive {
             let segment = WALSegment(timeline: first.timeline, number: number, segmentSize: segmentSize)
             number += 1
             if spool.holds(segment.name) { continue }
-            guard await self.spool(segment, into: spool) else { return }
+            guard await self.spool(segment, into: spool, guard: guardian) else { return }
         }
     }
 
@@ -114,6 +126,9 @@ public struct WALPrefetchSpool: Sendable {
 
     func holds(_ name: String) -> Bool { access(directory + "/" + name, F_OK) == 0 }
 
+    /// Whether the spool exists (a restore fetched ahead into it).
+    var exists: Bool { access(directory, F_OK) == 0 }
+
     /// Moves a spooled `name` to `destination`; false if it is not spooled.
     public func take(_ name: String, destination: String) -> Bool {
         guard WALFileName(name) != nil else { return false }
@@ -125,11 +140,7 @@ public struct WALPrefetchSpool: Sendable {
     }
 
     func put(_ data: Data, name: String) throws {
-        if mkdir(directory, 0o700) == 0 {
-            if let owner { chown(directory, owner.uid, owner.gid) }
-        } else if errno != EEXIST {
-            throw FileStore.ioError("cannot create the prefetch spool", errno: errno, path: directory)
-        }
+        try FileIO.makeDirectory(directory, mode: 0o700, owner: owner?.fileOwner)
         try WALPrefetchSpool.writeAtomically(data, to: directory + "/" + name, owner: owner)
     }
 
@@ -153,19 +164,9 @@ public struct WALPrefetchSpool: Sendable {
         try? FileManager.default.removeItem(atPath: directory)
     }
 
+    /// WAL is private to the cluster (0600). Not fsynced: a segment lost in a crash is fetched again.
     static func writeAtomically(_ data: Data, to destination: String, owner: OSUser? = nil) throws {
-        let dir = (destination as NSString).deletingLastPathComponent
-        let name = (destination as NSString).lastPathComponent
-        let temp = (dir.isEmpty ? "." : dir) + "/.lifeboat-fetch-\(getpid())-\(name)"
-        guard FileManager.default.createFile(atPath: temp, contents: data) else {
-            throw LifeboatError(.io, "cannot write \(temp)", hint: "check free space and permissions in \(dir)")
-        }
-        if let owner { chown(temp, owner.uid, owner.gid) }
-        if rename(temp, destination) != 0 {
-            let err = errno
-            unlink(temp)
-            throw FileStore.ioError("cannot move WAL into place", errno: err, path: destination)
-        }
+        try FileIO.replaceAtomically(destination, with: data, mode: 0o600, owner: owner?.fileOwner, durability: .atomicOnly)
     }
 }
 

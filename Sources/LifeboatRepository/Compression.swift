@@ -4,12 +4,7 @@ import Foundation
 import LifeboatCore
 import Synchronization
 
-/// The compression applied to each object before encryption.
-public enum CompressionAlgorithm: String, Codable, Sendable, CaseIterable {
-    case zstd
-    case lz4
-    case none
-
+extension CompressionAlgorithm {
     var wireValue: UInt8 {
         switch self {
         case .none: return 0

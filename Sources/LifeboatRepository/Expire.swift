@@ -95,7 +95,7 @@ public struct Expirer: Sendable {
 
         var chunksRemoved = 0
         var chunkBytes = 0
-        for info in try await repo.store.list(prefix: "chunks/") {
+        for (_, info) in try await repo.store.list(.chunks) {
             if referenced.contains(info.key) { continue }
             if try await protected(info.key) { continue }
             chunksRemoved += 1

@@ -17,6 +17,14 @@ public struct ObjectInfo: Sendable, Equatable {
     }
 }
 
+/// What an object is to a store: recovery data (written once, may be locked: Object Lock,
+/// append-only) or bookkeeping (locks: replaced and deleted freely, never locked). The repository
+/// tells the store (`RepositoryObject.objectClass`); stores never guess from key names.
+public enum ObjectClass: Sendable, Equatable {
+    case recoveryData
+    case bookkeeping
+}
+
 /// The small interface every storage backend implements. Keys are `/`-separated relative names
 /// without leading slash. Objects are immutable once written except where `put` says otherwise.
 ///
@@ -28,10 +36,10 @@ public protocol ObjectStore: Sendable {
     /// Stores `data` under `key` unless an object already exists there.
     /// Atomic: a reader sees either no object or the whole of it; a crash leaves no object.
     /// Returns true if this call created the object, false if it existed (and was left untouched).
-    func putIfAbsent(_ key: String, data: Data) async throws -> Bool
+    func putIfAbsent(_ key: String, data: Data, class: ObjectClass) async throws -> Bool
 
     /// Stores or replaces `key` atomically. Used only for mutable bookkeeping (locks).
-    func put(_ key: String, data: Data) async throws
+    func put(_ key: String, data: Data, class: ObjectClass) async throws
 
     /// The whole object. Throws `.notFound` if it does not exist.
     func get(_ key: String) async throws -> Data
@@ -43,27 +51,42 @@ public protocol ObjectStore: Sendable {
     /// (still being written) objects.
     func list(prefix: String) async throws -> [ObjectInfo]
 
+    /// True when the store holds no object at all (a new location; `repo init` refuses anything else).
+    /// A missing directory or an empty bucket prefix is empty.
+    func isEmpty() async throws -> Bool
+
     /// Removes `key`. Idempotent: removing a missing object succeeds. Refused (`.repository`) while
     /// the object is protected (see `protectedUntil`).
     func delete(_ key: String) async throws
 
-    /// Until when the object may not be deleted (S3 Object Lock, append-only file store); nil when
-    /// it may be deleted now. Nothing in Lifeboat shortens a protection.
+    /// Until when a recovery-data object may not be deleted (S3 Object Lock, append-only file store);
+    /// nil when it may be deleted now. Nothing in Lifeboat shortens a protection.
     func protectedUntil(_ key: String) async throws -> Date?
 
     /// True when the store may protect objects from deletion (Object Lock, append-only); when false,
     /// `protectedUntil` is always nil and callers need not ask.
     var locksObjects: Bool { get }
 
-    /// Makes the object's protection last at least until `until`; never shortens it.
-    func extendProtection(_ key: String, until: Date) async throws
+    /// Makes a recovery-data object's protection last at least until `until`; never shortens it.
+    /// Bookkeeping objects are never protected.
+    func extendProtection(_ key: String, until: Date, class: ObjectClass) async throws
+
+    /// Removes a bookkeeping object (a lock), which no protection covers. Idempotent.
+    func deleteBookkeeping(_ key: String) async throws
 }
 
 extension ObjectStore {
     public func protectedUntil(_ key: String) async throws -> Date? { nil }
     public var locksObjects: Bool { false }
-    public func extendProtection(_ key: String, until: Date) async throws {}
-}
+    public func extendProtection(_ key: String, until: Date, class: ObjectClass) async throws {}
+    public func deleteBookkeeping(_ key: String) async throws { try await delete(key) }
 
-/// Keys that are bookkeeping, not recovery data: never locked, always deletable.
-public func isBookkeeping(_ key: String) -> Bool { key.hasPrefix("locks/") }
+    /// A recovery-data object, the usual case.
+    public func putIfAbsent(_ key: String, data: Data) async throws -> Bool {
+        try await putIfAbsent(key, data: data, class: .recoveryData)
+    }
+
+    public func extendProtection(_ key: String, until: Date) async throws {
+        try await extendProtection(key, until: until, class: .recoveryData)
+    }
+}

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import LifeboatCore
+import LifeboatFileSystem
 import Logging
 
 /// The clear-text `config` object: everything needed to open the repository with its key.
@@ -48,7 +49,7 @@ public final class Repository: Sendable {
     let codec: ObjectCodec
     let logger: Logger
 
-    static let configKey = "config"
+    static let configKey = RepositoryObject.config.key
 
     /// Proves the repository is still there: its config object exists (an empty listing alone
     /// cannot tell a moved or deleted repository from an empty one).
@@ -76,13 +77,9 @@ public final class Repository: Sendable {
         guard options.chunkSize >= 64 * 1024, options.chunkSize <= 64 << 20 else {
             throw LifeboatError(.invalidUsage, "chunk size \(options.chunkSize) is out of range", hint: "use 64KiB to 64MiB")
         }
-        if let fileStore = store as? FileStore, !fileStore.isEmptyOrMissing() {
+        guard try await store.isEmpty() else {
             throw LifeboatError(.repository, "\(store.location) is not empty",
-                hint: "choose a new or empty directory for the repository; lifeboat never initializes over existing data")
-        }
-        let existing = try await store.list(prefix: "")
-        if !existing.isEmpty {
-            throw LifeboatError(.repository, "\(store.location) already holds data", hint: "choose an empty location")
+                hint: "choose a new or empty location for the repository; lifeboat never initializes over existing data")
         }
         let kdf = KDFParameters.fresh()
         let kek = try kdf.keyEncryptionKey(secret: try key.secret())
@@ -102,6 +99,7 @@ public final class Repository: Sendable {
 
     /// Opens an existing repository; fails clearly on a missing repository, a newer format or a wrong key.
     public static func open(store: any ObjectStore, key: KeySource, logger: Logger) async throws -> Repository {
+        if case .handoff(let path) = key { return try await open(store: store, handoff: path, logger: logger) }
         let data: Data
         do {
             data = try await store.get(configKey)
@@ -140,6 +138,43 @@ public final class Repository: Sendable {
         return Repository(store: store, config: config, keys: RepositoryKeys(master: master), logger: logger)
     }
 
+    /// What a key handoff file holds.
+    struct KeyHandoff: Codable {
+        var repositoryID: String
+        var masterKey: String
+    }
+
+    /// Writes this repository's master key for a restored server's `restore_command`, so each of its
+    /// calls opens the repository without deriving the key (a scrypt per WAL segment) and without a
+    /// passphrase in the server's environment. The file is as powerful as the passphrase: it is
+    /// created private (0600, the server's user), inside the restored data directory's `pg_wal` (no
+    /// backup copies it), and removed when recovery ends.
+    public func writeKeyHandoff(to path: String, owner: FileIO.Owner?) throws {
+        let handoff = KeyHandoff(repositoryID: config.repositoryID,
+            masterKey: keys.master.withUnsafeBytes { Data($0).base64EncodedString() })
+        try FileIO.replaceAtomically(path, with: try JSONEncoder().encode(handoff), mode: 0o600, owner: owner)
+    }
+
+    static func open(store: any ObjectStore, handoff path: String, logger: Logger) async throws -> Repository {
+        let handoff: KeyHandoff
+        do {
+            handoff = try JSONDecoder().decode(KeyHandoff.self, from: try FileIO.read(path))
+        } catch {
+            throw LifeboatError(.invalidUsage, "cannot read the key handoff \(path)", hint: "it exists only while a restore recovers", cause: error)
+        }
+        let data: Data
+        do {
+            data = try await store.get(configKey)
+        } catch let error as LifeboatError where error.code == .notFound {
+            throw LifeboatError(.repository, "no lifeboat repository at \(store.location)")
+        }
+        let config = try RepositoryJSON.decoder().decode(RepositoryConfig.self, from: data)
+        guard config.repositoryID == handoff.repositoryID, let master = Data(base64Encoded: handoff.masterKey), master.count == 32 else {
+            throw LifeboatError(.wrongKey, "the key handoff \(path) is for another repository than \(store.location)")
+        }
+        return Repository(store: store, config: config, keys: RepositoryKeys(master: SymmetricKey(data: master)), logger: logger)
+    }
+
     // MARK: - generic encrypted objects
 
     /// Seals and stores `plaintext` under `key` if absent; returns stored size, or nil if it existed.
@@ -161,11 +196,11 @@ public final class Repository: Sendable {
         return mac.map { String(format: "%02x", $0) }.joined()
     }
 
-    static func chunkKey(_ id: String) -> String { "chunks/\(id.prefix(2))/\(id)" }
+    static func chunkKey(_ id: String) -> String { RepositoryObject.chunk(id: id).key }
 
     /// Object key of chunk `id` stored as a delta against chunk `base`; the base is part of the name,
     /// so a listing shows every dependency (expire needs no object reads) and GCM authenticates it.
-    static func deltaChunkKey(_ id: String, base: String) -> String { "chunks/\(id.prefix(2))/\(id)-\(base)" }
+    static func deltaChunkKey(_ id: String, base: String) -> String { RepositoryObject.deltaChunk(id: id, base: base).key }
 
     /// The object key holding chunk `id` as `manifest` uses it.
     public static func chunkObjectKey(_ id: String, in manifest: BackupManifest) -> String {
@@ -180,13 +215,7 @@ public final class Repository: Sendable {
 
     /// The chunk id and, for a delta, the base id an object key under `chunks/` names.
     public static func parseChunkKey(_ key: String) -> (id: String, base: String?)? {
-        guard key.hasPrefix("chunks/"), let name = key.split(separator: "/").last else { return nil }
-        let parts = name.split(separator: "-")
-        switch parts.count {
-        case 1: return (String(parts[0]), nil)
-        case 2: return (String(parts[0]), String(parts[1]))
-        default: return nil
-        }
+        RepositoryObject(key: key)?.chunk
     }
 
     /// Whether this repository's format allows delta chunks (older lifeboat could not read them).
@@ -309,14 +338,14 @@ public final class Repository: Sendable {
 
     /// Ids of every chunk in the repository, whole or delta.
     public func chunkIDs() async throws -> Set<String> {
-        Set(try await store.list(prefix: "chunks/").compactMap { Self.parseChunkKey($0.key)?.id })
+        Set(try await store.list(.chunks).compactMap { $0.object.chunk?.id })
     }
 
     /// Every chunk in the repository and how it is stored.
     public func chunkCatalog() async throws -> ChunkCatalog {
         var catalog = ChunkCatalog()
-        for info in try await store.list(prefix: "chunks/") {
-            guard let (id, base) = Self.parseChunkKey(info.key) else { continue }
+        for (object, _) in try await store.list(.chunks) {
+            guard let (id, base) = object.chunk else { continue }
             if let base { catalog.deltas[id] = base } else { catalog.whole.insert(id) }
         }
         return catalog
@@ -324,8 +353,8 @@ public final class Repository: Sendable {
 
     // MARK: - backups
 
-    static func backupKey(_ id: String) -> String { "backups/\(id)" }
-    static func manifestKey(_ id: String) -> String { "manifests/\(id)" }
+    public static func backupKey(_ id: String) -> String { RepositoryObject.backup(id: id).key }
+    static func manifestKey(_ id: String) -> String { RepositoryObject.manifest(backupID: id).key }
 
     /// Writes the file list of a backup (before its record).
     public func writeManifest(_ manifest: BackupManifest) async throws -> String {
@@ -347,17 +376,19 @@ public final class Repository: Sendable {
 
     /// Every committed backup, oldest first.
     public func backups() async throws -> [BackupRecord] {
-        let infos = try await store.list(prefix: "backups/")
         var records: [BackupRecord] = []
-        for info in infos {
-            records.append(try await backup(id: String(info.key.dropFirst("backups/".count))))
+        for id in try await backupIDs() {
+            records.append(try await backup(id: id))
         }
         return records.sorted { $0.stopTime < $1.stopTime }
     }
 
     /// The ids of committed backups, from the listing alone (no record read); they sort by start time.
     public func backupIDs() async throws -> [String] {
-        try await store.list(prefix: "backups/").map { String($0.key.dropFirst("backups/".count)) }.sorted()
+        try await store.list(.backups).compactMap { entry -> String? in
+            if case .backup(let id) = entry.object { return id }
+            return nil
+        }.sorted()
     }
 
     /// The most recently started committed backup, reading one record instead of all of them; nil if
@@ -398,20 +429,17 @@ public final class Repository: Sendable {
 
     /// File lists whose backup was never committed (a crashed backup), by object key.
     public func orphanManifests() async throws -> [String] {
-        let committed = Set(try await store.list(prefix: "backups/").map { $0.key.dropFirst("backups/".count) })
-        return try await store.list(prefix: "manifests/").map(\.key).filter { !committed.contains($0.dropFirst("manifests/".count)) }
+        let committed = Set(try await backupIDs())
+        return try await store.list(.manifests).compactMap { entry -> String? in
+            guard case .manifest(let id) = entry.object, !committed.contains(id) else { return nil }
+            return entry.info.key
+        }
     }
 
     // MARK: - WAL
 
     /// Object key of an archived WAL file.
-    public static func walKey(_ file: WALFileName) -> String {
-        switch file {
-        case .history: return "wal/history/\(file)"
-        case .segment(let s), .partial(let s), .backupHistory(let s, _):
-            return "wal/\(s.name.prefix(8))/\(file)"
-        }
-    }
+    public static func walKey(_ file: WALFileName) -> String { RepositoryObject.wal(file).key }
 
     /// Archives one WAL file. Idempotent: the same name with the same content succeeds again;
     /// the same name with different content is refused.
@@ -444,12 +472,25 @@ public final class Repository: Sendable {
         }
     }
 
+    /// The archive's timelines: segments from the listing, history files read and parsed.
+    public func timelineGraph(segmentSize: UInt64) async throws -> TimelineGraph {
+        var segments = Set<WALSegment>()
+        var histories: [UInt32: TimelineHistory] = [:]
+        for (file, _) in try await walFiles() {
+            switch file {
+            case .segment(let s): segments.insert(s)
+            case .history(let tli):
+                let text = String(decoding: try await fetchWAL(name: file.description), as: UTF8.self)
+                histories[tli] = try TimelineHistory(timeline: tli, text: text)
+            default: break
+            }
+        }
+        return TimelineGraph(segmentSize: segmentSize, segments: segments, histories: histories)
+    }
+
     /// Every archived WAL file with its object info.
     public func walFiles() async throws -> [(file: WALFileName, info: ObjectInfo)] {
-        try await store.list(prefix: "wal/").compactMap { info in
-            guard let name = info.key.split(separator: "/").last, let file = WALFileName(String(name)) else { return nil }
-            return (file, info)
-        }
+        try await store.list(.wal).compactMap { entry in entry.object.walFile.map { ($0, entry.info) } }
     }
 
 }

@@ -7,6 +7,10 @@ import _CryptoExtras
 public enum KeySource: Sendable {
     case passphrase(String)
     case keyFile(String)
+    /// A restore's handoff file: the repository's master key itself, written 0600 by `lifeboat
+    /// restore` for the restored server's `restore_command` and removed when recovery ends (see
+    /// `Repository.writeKeyHandoff`). Opens without key derivation.
+    case handoff(String)
 
     /// The secret bytes: the passphrase, or the key file's content without a trailing newline.
     func secret() throws -> Data {
@@ -22,6 +26,8 @@ public enum KeySource: Sendable {
             while let last = data.last, last == 0x0A || last == 0x0D { data.removeLast() }
             guard !data.isEmpty else { throw LifeboatError(.invalidUsage, "key file \(path) is empty") }
             return data
+        case .handoff(let path):
+            throw LifeboatError(.internalError, "the key handoff \(path) holds no passphrase")
         }
     }
 }
@@ -31,10 +37,12 @@ public enum KeySource: Sendable {
 /// `@unchecked`: swift-crypto 3 does not mark `SymmetricKey` Sendable, but it is an immutable value
 /// and these are `let`s set once at init.
 struct RepositoryKeys: @unchecked Sendable {
+    let master: SymmetricKey
     let dataKey: SymmetricKey
     let chunkIDKey: SymmetricKey
 
     init(master: SymmetricKey) {
+        self.master = master
         dataKey = HKDF<SHA256>.deriveKey(inputKeyMaterial: master, info: Data("lifeboat data v1".utf8), outputByteCount: 32)
         chunkIDKey = HKDF<SHA256>.deriveKey(inputKeyMaterial: master, info: Data("lifeboat chunk id v1".utf8), outputByteCount: 32)
     }

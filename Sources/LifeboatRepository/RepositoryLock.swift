@@ -52,14 +52,14 @@ public final class RepositoryLock: Sendable {
         self.logger = logger
     }
 
-    static func key(_ id: String) -> String { "locks/\(id)" }
+    static func key(_ id: String) -> String { RepositoryObject.lock(id: id).key }
 
     public static func acquire(_ kind: LockRecord.Kind, purpose: String, repository: Repository) async throws -> RepositoryLock {
         let store = repository.store
         let now = Date()
         let record = LockRecord(id: UUID().uuidString.lowercased(), kind: kind, purpose: purpose, host: ProcessInfo.processInfo.hostName,
             pid: getpid(), created: now, refreshed: now)
-        try await store.put(key(record.id), data: try RepositoryJSON.encoder().encode(record))
+        try await store.put(key(record.id), data: try RepositoryJSON.encoder().encode(record), class: .bookkeeping)
         let lock = RepositoryLock(record: record, store: store, logger: repository.logger)
         do {
             for other in try await others(store: store, excluding: record.id, logger: repository.logger) {
@@ -82,14 +82,14 @@ public final class RepositoryLock: Sendable {
     static func others(store: any ObjectStore, excluding: String, logger: Logger) async throws -> [LockRecord] {
         var live: [LockRecord] = []
         let host = ProcessInfo.processInfo.hostName
-        for info in try await store.list(prefix: "locks/") where !info.key.hasSuffix(excluding) {
+        for (_, info) in try await store.list(.locks) where !info.key.hasSuffix(excluding) {
             guard let data = try? await store.get(info.key),
                 let other = try? RepositoryJSON.decoder().decode(LockRecord.self, from: data)
             else { continue }
             let deadProcess = other.host == host && kill(other.pid, 0) != 0 && errno == ESRCH
             if deadProcess || Date().timeIntervalSince(other.refreshed) > staleAfter {
                 logger.notice("removing stale lock", metadata: [LogKey.lock: "\(other.purpose) pid \(other.pid) on \(other.host)"])
-                try await store.delete(info.key)
+                try await store.deleteBookkeeping(info.key)
                 continue
             }
             live.append(other)
@@ -101,11 +101,11 @@ public final class RepositoryLock: Sendable {
     public func refresh() async throws {
         var updated = record
         updated.refreshed = Date()
-        try await store.put(Self.key(record.id), data: try RepositoryJSON.encoder().encode(updated))
+        try await store.put(Self.key(record.id), data: try RepositoryJSON.encoder().encode(updated), class: .bookkeeping)
     }
 
     public func release() async throws {
-        try await store.delete(Self.key(record.id))
+        try await store.deleteBookkeeping(Self.key(record.id))
     }
 
     /// Runs `body` while holding the lock, refreshing it every minute, releasing it afterwards.

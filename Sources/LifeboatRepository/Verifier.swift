@@ -14,8 +14,10 @@ public struct VerifyReport: Codable, Sendable {
     public var backupsChecked: Int
     public var walFilesChecked: Int
     public var problems: [Problem]
+    /// What is worth knowing but is no problem (an abandoned timeline tail).
+    public var notes: [String] = []
     /// Lag of the cluster's further repositories (shown, not counted as problems of this one).
-    public var replicas: [ReplicaLag] = []
+    public var mirrors: [MirrorStatus] = []
     public var ok: Bool { problems.isEmpty }
 }
 
@@ -37,13 +39,14 @@ public struct Verifier: Sendable {
         var problems: [VerifyReport.Problem] = []
 
         // 1. Authenticate every encrypted object (chunks also re-hashed against their name).
-        let encrypted = all.filter { $0.key != Repository.configKey && !$0.key.hasPrefix("locks/") }
+        let encrypted = all.filter { RepositoryObject(key: $0.key)?.isSealed ?? true }
         let objectProblems = try await forEachBounded(encrypted, parallelism: parallelism) { info -> VerifyReport.Problem? in
             do {
-                if let (id, base) = Repository.parseChunkKey(info.key) {
+                let object = RepositoryObject(key: info.key)
+                if let (id, base) = object?.chunk {
                     _ = try await repo.chunk(id: id, base: base)
-                } else if info.key.hasPrefix("chunks/") {
-                    return VerifyReport.Problem(object: info.key, message: "object \(info.key) is not named like a chunk")
+                } else if object == nil {
+                    return VerifyReport.Problem(object: info.key, message: "object \(info.key) is not named like any object lifeboat writes")
                 } else {
                     _ = try await repo.readSealed(info.key)
                 }
@@ -56,10 +59,10 @@ public struct Verifier: Sendable {
         let damaged = Set(problems.map(\.object))
 
         // 2. Every backup's chunks exist.
-        let chunkObjects = Set(all.filter { $0.key.hasPrefix("chunks/") }.map(\.key))
+        let chunkObjects = Set(all.filter { RepositoryObject(key: $0.key)?.chunk != nil }.map(\.key))
         var backups: [BackupRecord] = []
-        for info in all where info.key.hasPrefix("backups/") && !damaged.contains(info.key) {
-            let id = String(info.key.dropFirst("backups/".count))
+        for info in all where !damaged.contains(info.key) {
+            guard case .backup(let id)? = RepositoryObject(key: info.key) else { continue }
             guard let record = try? await repo.backup(id: id) else { continue }
             backups.append(record)
             guard !damaged.contains(record.manifestObject) else { continue }
@@ -101,22 +104,41 @@ public struct Verifier: Sendable {
             if case .segment(let s) = file, !damaged.contains(info.key) { return s }
             return nil
         })
-        for b in backups {
-            let continuity = WALContinuity(segmentSize: b.walSegmentSize, segments: segments, histories: histories)
-            // Automated backups promise point-in-time recovery to the end of the archive; manual
-            // snapshots promise only their own end (the WAL expire keeps for them).
-            let toEnd = b.kind == .automated
-            let missing = continuity.missingSegments(from: b.startSegment, through: b.stopSegment.number(segmentSize: b.walSegmentSize),
-                toEndOfArchive: toEnd)
-            if !missing.isEmpty {
-                let shown = missing.prefix(5).map(\.name).joined(separator: ", ")
-                let what = toEnd ? "replay to the end of the archive" : "become consistent"
-                problems.append(.init(object: Repository.backupKey(b.id),
-                    message: "backup \(b.id) cannot \(what): \(missing.count) WAL segment(s) missing (\(shown)\(missing.count > 5 ? ", ..." : ""))"))
+        var notes: [String] = []
+        if let size = backups.first?.walSegmentSize {
+            let graph = TimelineGraph(segmentSize: size, segments: segments, histories: histories)
+            for b in backups {
+                // Automated backups promise point-in-time recovery to the end of their line: the newest
+                // timeline whose history runs through them (an old primary's tail past a fork is its
+                // own timeline's, not the newer one's). Manual snapshots promise only their own end.
+                let line = graph.timelines.reversed().first { graph.contains(backupTimeline: b.timeline, stopLSN: b.stopLSN, on: $0) }
+                    ?? b.timeline
+                let first = b.startSegment.number(segmentSize: size)
+                let stop = b.stopSegment.number(segmentSize: size)
+                let toEnd = b.kind == .automated
+                let last = toEnd ? max(stop, graph.lastSegment(on: line) ?? stop) : stop
+                let gaps = graph.gaps(on: toEnd ? line : b.timeline, from: first, through: last)
+                let missing = gaps.reduce(0) { $0 + $1.count }
+                if missing > 0 {
+                    let shown = gaps.prefix(3).map { $0.count == 1 ? $0.firstMissing.name : "\($0.firstMissing.name) and \($0.count - 1) after it" }
+                        .joined(separator: ", ")
+                    let what = toEnd ? "replay to the end of timeline \(line)" : "become consistent"
+                    problems.append(.init(object: Repository.backupKey(b.id),
+                        message: "backup \(b.id) cannot \(what): \(missing) WAL segment(s) missing (\(shown)\(gaps.count > 3 ? ", ..." : ""))"))
+                }
+                for stretch in graph.line(line) where stretch.timeline > 1 && histories[stretch.timeline] == nil {
+                    problems.append(.init(object: Repository.walKey(.history(timeline: stretch.timeline)),
+                        message: "timeline \(stretch.timeline)'s history file is missing: recovery along timeline \(line) cannot follow it"))
+                }
+            }
+            for summary in graph.summaries() {
+                if let tail = summary.abandonedTail {
+                    notes.append("timeline \(summary.timeline): \(tail.count) segment(s) \(tail.first.name)..\(tail.last.name) lie past the point where timeline \(graph.latestTimeline)'s history leaves it (an old primary's WAL after a failover): restorable along timeline \(summary.timeline) only")
+                }
             }
         }
         return VerifyReport(objectsChecked: encrypted.count, bytesChecked: encrypted.reduce(0) { $0 + $1.size },
-            backupsChecked: backups.count, walFilesChecked: walFiles.count, problems: problems)
+            backupsChecked: backups.count, walFilesChecked: walFiles.count, problems: problems, notes: notes)
     }
 }
 

@@ -1,7 +1,7 @@
 import Foundation
 import LifeboatAWS
+import LifeboatAWSCore
 import LifeboatCore
-import LifeboatRepository
 
 /// Runbook actions for the seed's AWS deployment: Aurora snapshots and restores (always into a new
 /// cluster), ECS scaling, redeployments and rollbacks, Secrets Manager restores. Each step's
@@ -13,14 +13,13 @@ enum AWSActions {
     }
 
     static func client(_ service: AWSService, _ inputs: StepInputs, _ ctx: RunbookContext) throws -> AWSClient {
-        try AWSClient(service, explicit: account(inputs, ctx))
+        try AWSClient(service, overrides: account(inputs, ctx))
     }
 
     /// The configuration's `aws:` section with the step's `region`, `endpoint` and `profile` over it.
-    static func account(_ inputs: StepInputs, _ ctx: RunbookContext) -> [String: String] {
-        var explicit = ctx.aws
-        for key in ["region", "endpoint", "profile"] { if let v = inputs.optional(key) { explicit[key] = v } }
-        return explicit
+    static func account(_ inputs: StepInputs, _ ctx: RunbookContext) -> AWSAccountOverrides {
+        func given(_ key: String) -> String? { inputs.optional(key).flatMap { $0.isEmpty ? nil : $0 } }
+        return ctx.aws.merging(AWSAccountOverrides(region: given("region"), endpoint: given("endpoint"), profile: given("profile")))
     }
 
     static func wait(_ inputs: StepInputs, timeout: TimeInterval) throws -> (wait: Bool, timeout: TimeInterval, poll: TimeInterval) {
@@ -273,7 +272,7 @@ enum StateActions {
         }
         let bucket = String(url[url.index(url.startIndex, offsetBy: 5)..<slash])
         let key = String(url[url.index(after: slash)...])
-        let store = S3Store(settings: try S3Settings.resolve(url: "s3://\(bucket)", explicit: AWSActions.account(inputs, ctx)))
+        let store = S3Versions(try S3Client(try S3Bucket.resolve(url: "s3://\(bucket)", overrides: AWSActions.account(inputs, ctx)).bucket))
         guard try await store.versioningEnabled() else {
             throw LifeboatError(.notFound, "bucket \(bucket) does not keep versions: there is no earlier state of \(key) to restore",
                 hint: "enable versioning on state buckets (Terraform's S3 backend docs ask for it); look for a copy elsewhere")

@@ -81,9 +81,8 @@ public struct DrillOptions: Sendable {
     public var pgdata: String
     /// Where scratch clusters are created; each drill uses a new directory below it.
     public var scratchRoot: String
-    /// The `restore_command` for the scratch cluster.
-    public var restoreCommand: String
-    public var serverEnvironment: [String: String]
+    /// How the scratch cluster calls Lifeboat back (`restore_command`).
+    public var invocation: LifeboatInvocation
     public var binDirectory: String?
     public var objectives: DrillObjectives
     public var checks: [DrillCheck]
@@ -94,7 +93,7 @@ public struct DrillOptions: Sendable {
     public var walTimeout: TimeInterval
 
     public init(scenario: DrillScenario, production: PostgresEndpoint, pgdata: String, scratchRoot: String = "/tmp",
-        restoreCommand: String, serverEnvironment: [String: String] = [:], binDirectory: String? = nil,
+        invocation: LifeboatInvocation, binDirectory: String? = nil,
         objectives: DrillObjectives? = nil, checks: [DrillCheck] = [], keepBackup: Bool = false, keepScratch: Bool = false,
         walTimeout: TimeInterval = 600)
     {
@@ -102,8 +101,7 @@ public struct DrillOptions: Sendable {
         self.production = production
         self.pgdata = pgdata
         self.scratchRoot = scratchRoot
-        self.restoreCommand = restoreCommand
-        self.serverEnvironment = serverEnvironment
+        self.invocation = invocation
         self.binDirectory = binDirectory
         self.objectives = objectives ?? scenario.defaultObjectives
         self.checks = checks
@@ -215,14 +213,15 @@ public struct Drill: Sendable {
             archiveLag = mark.lag
             targetTime = mark.time
             target = .latest
-            backup = try target.chooseBackup(from: try await repository.backups())
+            backup = try await RestoreEngine(repository: repository, logger: logger).plan(RestoreOptions(destination: scratch,
+                target: .latest, invocation: options.invocation)).backup
         }
 
         // 2. Restore into scratch, measured.
         let port = LocalCluster.freePort()
         let restoreOptions = RestoreOptions(destination: scratch, target: target, backupID: backup.id,
-            restoreCommand: options.restoreCommand, archiveMode: .off, start: true, port: port, socketDirectory: options.scratchRoot,
-            listenAddresses: "127.0.0.1", binDirectory: options.binDirectory, serverEnvironment: options.serverEnvironment,
+            invocation: options.invocation, archiveMode: .off, start: true, port: port, socketDirectory: options.scratchRoot,
+            listenAddresses: "127.0.0.1", binDirectory: options.binDirectory,
             recoveryTimeout: max(options.objectives.rtoSeconds * 2, 600))
         let binaries = try PostgresBinaries.locate(explicit: options.binDirectory, majorVersion: backup.postgresVersion)
         let scratchCluster = LocalCluster(dataDirectory: scratch, port: port, socketDirectory: options.scratchRoot, binaries: binaries,

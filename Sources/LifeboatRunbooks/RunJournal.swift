@@ -1,4 +1,5 @@
 import Foundation
+import LifeboatFileSystem
 import LifeboatCore
 import LifeboatRepository
 
@@ -68,10 +69,10 @@ public final class RunJournal: @unchecked Sendable {
         line.append(0x0A)
         try lock.withLock {
             let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
-            guard fd >= 0 else { throw FileStore.ioError("cannot write the run journal", errno: errno, path: path) }
+            guard fd >= 0 else { throw FileIO.error("cannot write the run journal", errno: errno, path: path) }
             defer { close(fd) }
             let written = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            guard written == line.count, fsync(fd) == 0 else { throw FileStore.ioError("cannot write the run journal", errno: errno, path: path) }
+            guard written == line.count, fsync(fd) == 0 else { throw FileIO.error("cannot write the run journal", errno: errno, path: path) }
         }
     }
 

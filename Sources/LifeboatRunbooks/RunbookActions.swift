@@ -1,12 +1,13 @@
+import AsyncHTTPClient
 import Foundation
+import LifeboatAWSCore
 import LifeboatCore
+import LifeboatFileSystem
 import LifeboatPostgres
 import LifeboatRepository
 import Logging
+import NIOCore
 
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -16,24 +17,21 @@ public struct RunbookContext: Sendable {
     public var repository: @Sendable () async throws -> Repository
     public var production: PostgresEndpoint
     public var pgdata: String?
-    /// `restore_command` for restored clusters.
-    public var restoreCommand: String
-    public var serverEnvironment: [String: String]
+    /// How restored clusters call Lifeboat back (`restore_command`).
+    public var invocation: LifeboatInvocation
     public var binDirectory: String?
     /// The configuration's `aws:` section (region, endpoint, profile, credentials) for aws.* steps.
-    public var aws: [String: String]
+    public var aws: AWSAccountOverrides
     public var logger: Logger
 
     public init(repository: @escaping @Sendable () async throws -> Repository, production: PostgresEndpoint, pgdata: String?,
-        restoreCommand: String, serverEnvironment: [String: String] = [:], binDirectory: String? = nil, aws: [String: String] = [:],
-        logger: Logger)
+        invocation: LifeboatInvocation, binDirectory: String? = nil, aws: AWSAccountOverrides = AWSAccountOverrides(), logger: Logger)
     {
         self.aws = aws
         self.repository = repository
         self.production = production
         self.pgdata = pgdata
-        self.restoreCommand = restoreCommand
-        self.serverEnvironment = serverEnvironment
+        self.invocation = invocation
         self.binDirectory = binDirectory
         self.logger = logger
     }
@@ -135,11 +133,15 @@ public enum RunbookActions {
         guard let mode = RestoreOptions.ArchiveMode(rawValue: inputs.optional("archive_mode") ?? "off") else {
             throw LifeboatError(.invalidUsage, "step '\(inputs.step)': archive_mode must be keep or off")
         }
+        guard let timeline = TimelineChoice(text: inputs.optional("target_timeline") ?? "latest") else {
+            throw LifeboatError(.invalidUsage, "step '\(inputs.step)': target_timeline must be latest, current or a number")
+        }
         let socketDir = inputs.optional("socket_dir") ?? "/tmp"
         let options = RestoreOptions(destination: try inputs.string("to"), target: try recoveryTarget(inputs),
-            backupID: inputs.optional("backup"), restoreCommand: ctx.restoreCommand, archiveMode: mode,
+            backupID: inputs.optional("backup").flatMap { $0.isEmpty ? nil : $0 }, invocation: ctx.invocation, archiveMode: mode,
+            targetTimeline: timeline, tablespaceMap: inputs.map("tablespace_map"), acceptWALGap: inputs.bool("accept_wal_gap", default: false),
             start: inputs.bool("start", default: true), port: try inputs.int("port"), socketDirectory: socketDir,
-            binDirectory: ctx.binDirectory, serverEnvironment: ctx.serverEnvironment)
+            binDirectory: ctx.binDirectory)
         let r = try await RestoreEngine(repository: try await ctx.repository(), logger: ctx.logger).run(options)
         var out = ["data_dir": r.destination, "port": String(options.port), "socket_dir": socketDir, "backup_id": r.backupID]
         out["achieved_time"] = r.achievedTime.map(Timestamp.format) ?? ""
@@ -159,7 +161,7 @@ public enum RunbookActions {
     static let postgresStart = RunbookAction(name: "postgres.start", destructive: false,
         describe: { "start PostgreSQL on \($0.optional("data_dir") ?? "?") port \($0.optional("port") ?? "5432")" }
     ) { inputs, ctx in
-        try await cluster(inputs, ctx).start(environment: ctx.serverEnvironment)
+        try await cluster(inputs, ctx).start(environment: ctx.invocation.environment)
         return [:]
     }
 
@@ -214,7 +216,7 @@ public enum RunbookActions {
             let temp = link + ".lifeboat-new"
             unlink(temp)
             guard symlink(target, temp) == 0, rename(temp, link) == 0 else {
-                throw FileStore.ioError("cannot switch the symlink", errno: errno, path: link)
+                throw FileIO.error("cannot switch the symlink", errno: errno, path: link)
             }
             return ["previous": previous]
         }
@@ -224,8 +226,8 @@ public enum RunbookActions {
         // The new file keeps the old one's mode and owner (the application must still read it).
         var st = stat()
         let existing = stat(file, &st) == 0
-        try FileStore.replaceAtomically(file, with: Data((value + "\n").utf8), mode: existing ? st.st_mode & 0o7777 : 0o644,
-            owner: existing ? (st.st_uid, st.st_gid) : nil)
+        try FileIO.replaceAtomically(file, with: Data((value + "\n").utf8), mode: existing ? st.st_mode & 0o7777 : 0o644,
+            owner: existing ? FileIO.Owner(uid: st.st_uid, gid: st.st_gid) : nil)
         return ["previous": previous]
     }
 
@@ -240,14 +242,11 @@ public enum RunbookActions {
         let interval = try inputs.duration("interval", default: 1)
         var last = "no answer"
         for attempt in 1...max(1, attempts) {
-            var request = URLRequest(url: u)
-            request.timeoutInterval = 5
-            if let (data, response) = try? await URLSession.shared.data(for: request), let http = response as? HTTPURLResponse {
-                let text = String(decoding: data, as: UTF8.self)
-                if http.statusCode == want, body.map({ text.contains($0) }) ?? true {
-                    return ["status": String(http.statusCode), "body": text.trimmingCharacters(in: .whitespacesAndNewlines), "attempts": String(attempt)]
+            if let (status, text) = try? await PlainHTTP.send("GET", u.absoluteString, timeout: 5) {
+                if status == want, body.map({ text.contains($0) }) ?? true {
+                    return ["status": String(status), "body": text.trimmingCharacters(in: .whitespacesAndNewlines), "attempts": String(attempt)]
                 }
-                last = "status \(http.statusCode): \(text.prefix(200))"
+                last = "status \(status): \(text.prefix(200))"
             }
             if attempt < attempts { try await Task.sleep(for: .seconds(interval)) }
         }
@@ -274,14 +273,9 @@ public enum RunbookActions {
         describe: { "POST a notification to \($0.optional("url") ?? "?")" }
     ) { inputs, _ in
         let url = try inputs.string("url")
-        guard let u = URL(string: url) else { throw LifeboatError(.invalidUsage, "step '\(inputs.step)': bad url \(url)") }
-        var request = URLRequest(url: u)
-        request.httpMethod = "POST"
-        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        request.httpBody = try JSONSerialization.data(withJSONObject: ["text": inputs.optional("message") ?? "", "source": "lifeboat"])
-        request.timeoutInterval = 10
-        let (_, response) = try await URLSession.shared.data(for: request)
-        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+        guard URL(string: url) != nil else { throw LifeboatError(.invalidUsage, "step '\(inputs.step)': bad url \(url)") }
+        let payload = try JSONSerialization.data(withJSONObject: ["text": inputs.optional("message") ?? "", "source": "lifeboat"])
+        let (status, _) = try await PlainHTTP.send("POST", url, body: payload, contentType: "application/json", timeout: 10)
         guard (200..<300).contains(status) else { throw LifeboatError(.externalCommand, "notification to \(url) answered \(status)") }
         return ["status": String(status)]
     }
@@ -289,4 +283,23 @@ public enum RunbookActions {
 
 enum ShellQuoting {
     static func quote(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
+}
+
+/// Plain HTTP for health checks and notifications (not AWS): the shared AsyncHTTPClient.
+enum PlainHTTP {
+    static func send(_ method: String, _ url: String, body: Data? = nil, contentType: String? = nil, timeout: TimeInterval) async throws
+        -> (status: Int, body: String)
+    {
+        var request = HTTPClientRequest(url: url)
+        request.method = .init(rawValue: method)
+        if let contentType { request.headers.add(name: "Content-Type", value: contentType) }
+        if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
+        do {
+            let response = try await HTTPClient.shared.execute(request, timeout: .milliseconds(Int64(timeout * 1000)))
+            let buffer = try await response.body.collect(upTo: 4 << 20)
+            return (Int(response.status.code), String(buffer: buffer))
+        } catch {
+            throw LifeboatError(.externalCommand, "\(method) \(url) failed: \(error)", retryable: true)
+        }
+    }
 }

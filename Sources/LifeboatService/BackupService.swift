@@ -12,10 +12,8 @@ public struct ServiceConfiguration: Sendable {
     public var backup: BackupOptions?
     /// Retention applied after every backup (nil: no expire).
     public var expirePolicy: RetentionPolicy?
-    /// Catch replicas up after every backup.
-    public var copyToReplicas: Bool
-    /// How many replica repositories the opener gives (0: no copy job).
-    public var replicaCount: Int
+    /// Catch the mirror repositories up after every backup.
+    public var copyToMirrors: Bool
     /// The drill run every `schedule.drillEvery` (snapshot-restore or point-in-time).
     public var drill: DrillOptions?
     /// The cluster whose archiver is watched (nil: no live archive metrics).
@@ -30,15 +28,14 @@ public struct ServiceConfiguration: Sendable {
     public var refreshEvery: TimeInterval
     public var parallelism: Int
 
-    public init(schedule: ServiceSchedule, backup: BackupOptions?, expirePolicy: RetentionPolicy?, copyToReplicas: Bool,
-        replicaCount: Int = 0, drill: DrillOptions?, production: PostgresEndpoint?, rpoObjective: TimeInterval = 300, stateFile: String,
+    public init(schedule: ServiceSchedule, backup: BackupOptions?, expirePolicy: RetentionPolicy?, copyToMirrors: Bool,
+        drill: DrillOptions?, production: PostgresEndpoint?, rpoObjective: TimeInterval = 300, stateFile: String,
         tick: TimeInterval = 30, refreshEvery: TimeInterval = 300, parallelism: Int = 4)
     {
         self.schedule = schedule
         self.backup = backup
         self.expirePolicy = expirePolicy
-        self.copyToReplicas = copyToReplicas
-        self.replicaCount = replicaCount
+        self.copyToMirrors = copyToMirrors
         self.drill = drill
         self.production = production
         self.rpoObjective = rpoObjective
@@ -49,17 +46,14 @@ public struct ServiceConfiguration: Sendable {
     }
 }
 
-/// The daemon: runs due jobs one at a time (a backup, then expire and the replica copy; verify;
+/// The daemon: runs due jobs one at a time (a backup, then expire and the mirror copy; verify;
 /// drills), keeps their records in the state file, and observes the repository and the archiver for
 /// /status, /metrics and /healthz. Cancelling `run()` stops it; a job cut short leaves what an
 /// interrupted command leaves (garbage at worst, never a visible broken backup).
 public actor BackupService {
-    public typealias ReplicaOpener = @Sendable () async throws -> [Repository]
-
     let repository: Repository
-    let openReplicas: ReplicaOpener
-    /// Opened once (each open derives a key with scrypt), kept for the copy job and the lag figures.
-    var openedReplicas: [Repository]?
+    /// The further repositories (each opened once: an open derives a key with scrypt).
+    let mirrors: MirrorSet
     let configuration: ServiceConfiguration
     let logger: Logger
     var state: ServiceState
@@ -67,14 +61,14 @@ public actor BackupService {
     var repositoryObservation: RepositoryObservation?
     var repositoryError: String?
     var lastDrill: DrillObservation?
-    var replicaLags: [ReplicaLag] = []
+    var mirrorStatuses: [MirrorStatus] = []
     var archiver: ArchiverStatus?
     var archiverError: String?
     var archiverReadAt: Date = .distantPast
 
-    public init(repository: Repository, replicas: @escaping ReplicaOpener, configuration: ServiceConfiguration, logger: Logger) throws {
+    public init(repository: Repository, mirrors: MirrorSet, configuration: ServiceConfiguration, logger: Logger) throws {
         self.repository = repository
-        openReplicas = replicas
+        self.mirrors = mirrors
         self.configuration = configuration
         self.logger = logger
         state = try ServiceState.load(configuration.stateFile)
@@ -128,18 +122,18 @@ public actor BackupService {
                     return "\(r.backups.filter { !$0.keep }.count) backup(s) expired, \(r.chunksRemoved) chunks and \(r.walFilesRemoved) WAL files removed"
                 }
             }
-            if ok, configuration.copyToReplicas, configuration.replicaCount > 0 {
+            if ok, configuration.copyToMirrors, !mirrors.isEmpty {
                 ran.append(.copy)
                 await perform(.copy, reason: "after the backup") {
                     var lines: [String] = []
                     var problems = 0
-                    for target in try await self.replicas() {
+                    for target in try await self.mirrors.all() {
                         let r = try await RepositoryCopier(source: self.repository, target: target,
                             parallelism: self.configuration.parallelism, logger: self.logger).run(backupIDs: nil, verify: false)
                         lines.append("\(target.store.location): \(r.copiedBackups.count) backup(s), \(r.walFilesCopied) WAL file(s) copied")
                         problems += r.verifyProblems?.count ?? 0
                     }
-                    if problems > 0 { throw LifeboatError(.integrity, "replicas have \(problems) problem(s) after the copy") }
+                    if problems > 0 { throw LifeboatError(.integrity, "mirrors have \(problems) problem(s) after the copy") }
                     return lines.joined(separator: "; ")
                 }
             }
@@ -230,7 +224,7 @@ public actor BackupService {
         }
     }
 
-    /// Lists the repository (backups, WAL, drills) and measures replica lag.
+    /// Lists the repository (backups, WAL, drills) and measures how far each mirror lags.
     public func observeRepository() async {
         do {
             try await repository.checkPresent()
@@ -247,27 +241,7 @@ public actor BackupService {
             repositoryError = (error as? LifeboatError)?.message ?? "\(error)"
             logger.error("cannot observe the repository", metadata: ["lifeboat.error": .string(repositoryError ?? "")])
         }
-        var lags: [ReplicaLag] = []
-        do {
-            for replica in try await replicas() {
-                do {
-                    lags.append(try await ReplicaLag.measure(primary: repository, replica: replica))
-                } catch {
-                    lags.append(ReplicaLag(location: replica.store.location, missingBackups: [], missingWALFiles: -1))
-                }
-            }
-        } catch {
-            lags.append(ReplicaLag(location: "replicas (cannot open: \((error as? LifeboatError)?.message ?? "\(error)"))", missingBackups: [], missingWALFiles: -1))
-        }
-        replicaLags = lags
-    }
-
-    /// The replica repositories, opened on first use; a failed open is tried again next time.
-    func replicas() async throws -> [Repository] {
-        if let openedReplicas { return openedReplicas }
-        let opened = try await openReplicas()
-        openedReplicas = opened
-        return opened
+        mirrorStatuses = await mirrors.statuses(primary: repository)
     }
 
     /// Reads the cluster's archiver state (at most once a second; scrapes may come often).
@@ -291,7 +265,7 @@ public actor BackupService {
         let now = Date()
         return ServiceSnapshot(now: now, repositoryLocation: repository.store.location, schedule: configuration.schedule,
             rpoObjectiveSeconds: configuration.rpoObjective, repository: repositoryObservation, repositoryError: repositoryError,
-            archiver: archiver, archiverError: archiverError, replicas: replicaLags, lastDrill: lastDrill, jobs: state.jobs,
+            archiver: archiver, archiverError: archiverError, mirrors: mirrorStatuses, lastDrill: lastDrill, jobs: state.jobs,
             running: running?.rawValue,
             nextBackup: configuration.backup == nil ? nil
                 : configuration.schedule.nextBackup(lastStart: repositoryObservation?.newestAutomatedStart, now: now))

@@ -37,9 +37,14 @@ public enum ServiceDashboard {
             rows.append(row("archiver", e, bad: true))
         }
         rows.append(row("next backup", s.nextBackup.map { Timestamp.format($0) + (s.schedule.backupWindow.map { " (window \($0) UTC)" } ?? "") } ?? "not scheduled"))
-        for r in s.replicas {
-            rows.append(row("replica \(r.location)", r.missingWALFiles < 0 ? "unreachable"
-                : r.upToDate ? "up to date" : "behind: \(r.missingBackups.count) backup(s), \(r.missingWALFiles) WAL file(s)", bad: !r.upToDate))
+        for r in s.mirrors {
+            let text: String
+            switch r.state {
+            case .upToDate: text = "up to date"
+            case .unreachable: text = "unreachable: \(r.reason ?? "?")"
+            case .lagging: text = "behind: \(r.missingBackups.count) backup(s), \(r.missingWALFiles) WAL file(s)"
+            }
+            rows.append(row("mirror \(r.location)", text, bad: !r.upToDate))
         }
         if let d = s.lastDrill {
             rows.append(row("last drill", "\(d.scenario) \(d.passed ? "passed" : "FAILED") \(age(d.startedAt)): RTO \(HumanDuration.format(d.rtoSeconds)) of \(HumanDuration.format(d.rtoObjectiveSeconds))\(d.rpoSeconds.map { String(format: ", RPO %.3f s", $0) } ?? "")",

@@ -1,4 +1,5 @@
 import Foundation
+import LifeboatFileSystem
 import LifeboatCore
 import LifeboatRepository
 
@@ -68,7 +69,7 @@ public struct ServiceState: Codable, Sendable, Equatable {
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
         let data = try encoder.encode(self)
         try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        try FileStore.replaceAtomically(path, with: data, mode: 0o600)
+        try FileIO.replaceAtomically(path, with: data, mode: 0o600)
     }
 }
 
@@ -81,7 +82,7 @@ public final class ServiceLock: Sendable {
         let path = stateFile + ".lock"
         try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw FileStore.ioError("cannot open the service lock", errno: errno, path: path) }
+        guard fd >= 0 else { throw FileIO.error("cannot open the service lock", errno: errno, path: path) }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             let holder = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
             close(fd)

@@ -57,7 +57,7 @@ public struct ServiceSnapshot: Codable, Sendable {
     public var repositoryError: String?
     public var archiver: ArchiverStatus?
     public var archiverError: String?
-    public var replicas: [ReplicaLag]
+    public var mirrors: [MirrorStatus]
     public var lastDrill: DrillObservation?
     public var jobs: [String: JobRecord]
     public var running: String?
@@ -66,7 +66,7 @@ public struct ServiceSnapshot: Codable, Sendable {
 
     public init(now: Date, repositoryLocation: String, schedule: ServiceSchedule, rpoObjectiveSeconds: Double,
         repository: RepositoryObservation?, repositoryError: String?, archiver: ArchiverStatus?, archiverError: String?,
-        replicas: [ReplicaLag], lastDrill: DrillObservation?, jobs: [String: JobRecord], running: String?, nextBackup: Date?)
+        mirrors: [MirrorStatus], lastDrill: DrillObservation?, jobs: [String: JobRecord], running: String?, nextBackup: Date?)
     {
         self.now = now
         self.repositoryLocation = repositoryLocation
@@ -76,7 +76,7 @@ public struct ServiceSnapshot: Codable, Sendable {
         self.repositoryError = repositoryError
         self.archiver = archiver
         self.archiverError = archiverError
-        self.replicas = replicas
+        self.mirrors = mirrors
         self.lastDrill = lastDrill
         self.jobs = jobs
         self.running = running
@@ -162,10 +162,11 @@ public enum ServiceMetrics {
             counter("lifeboat_archiver_failed_total", "pg_stat_archiver.failed_count", Int(a.failedCount), [])
             gauge("lifeboat_last_archived_timestamp_seconds", "pg_stat_archiver.last_archived_time", epoch(a.lastArchivedTime))
         }
-        for r in s.replicas {
-            let labels = [("replica", r.location)]
-            gauge("lifeboat_replica_missing_backups", "Backups a replica repository lacks", Double(r.missingBackups.count), labels)
-            gauge("lifeboat_replica_missing_wal_files", "WAL files a replica repository lacks (-1: unreachable)", Double(r.missingWALFiles), labels)
+        for r in s.mirrors {
+            let labels = [("mirror", r.location)]
+            gauge("lifeboat_mirror_up", "1 when the mirror repository could be read, 0 when unreachable", r.state == .unreachable ? 0 : 1, labels)
+            gauge("lifeboat_mirror_missing_backups", "Backups a mirror repository lacks", r.state == .unreachable ? nil : Double(r.missingBackups.count), labels)
+            gauge("lifeboat_mirror_missing_wal_files", "WAL files a mirror repository lacks", r.state == .unreachable ? nil : Double(r.missingWALFiles), labels)
         }
         if let d = s.lastDrill {
             let labels = [("scenario", d.scenario)]

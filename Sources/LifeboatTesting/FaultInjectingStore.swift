@@ -80,16 +80,16 @@ public final class FaultInjectingStore: ObjectStore, @unchecked Sendable {
         }
     }
 
-    public func putIfAbsent(_ key: String, data: Data) async throws -> Bool {
+    public func putIfAbsent(_ key: String, data: Data, class objectClass: ObjectClass) async throws -> Bool {
         try checkWrite(key)
         try transient(key, read: false)
-        return try await base.putIfAbsent(key, data: data)
+        return try await base.putIfAbsent(key, data: data, class: objectClass)
     }
 
-    public func put(_ key: String, data: Data) async throws {
+    public func put(_ key: String, data: Data, class objectClass: ObjectClass) async throws {
         try checkWrite(key)
         try transient(key, read: false)
-        try await base.put(key, data: data)
+        try await base.put(key, data: data, class: objectClass)
     }
 
     public func get(_ key: String) async throws -> Data {
@@ -107,8 +107,12 @@ public final class FaultInjectingStore: ObjectStore, @unchecked Sendable {
         try transient(prefix, read: true)
         return try await base.list(prefix: prefix)
     }
+    public func isEmpty() async throws -> Bool { try await base.isEmpty() }
     public func delete(_ key: String) async throws { try await base.delete(key) }
+    public func deleteBookkeeping(_ key: String) async throws { try await base.deleteBookkeeping(key) }
     public func protectedUntil(_ key: String) async throws -> Date? { try await base.protectedUntil(key) }
     public var locksObjects: Bool { base.locksObjects }
-    public func extendProtection(_ key: String, until: Date) async throws { try await base.extendProtection(key, until: until) }
+    public func extendProtection(_ key: String, until: Date, class objectClass: ObjectClass) async throws {
+        try await base.extendProtection(key, until: until, class: objectClass)
+    }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import LifeboatAWSCore
 import LifeboatCore
 import LifeboatPostgres
 import LifeboatRepository
@@ -107,11 +108,15 @@ public actor MotoServer {
         objectLock: ObjectLockSettings? = nil) async throws -> S3Settings
     {
         let endpoint = try await url()
-        let settings = try S3Settings.resolve(url: "s3://\(name)/\(prefix)",
-            explicit: ["aws_access_key_id": Self.accessKey, "aws_secret_access_key": Self.secretKey, "endpoint": endpoint.absoluteString,
-                "region": "us-east-1"], objectLock: objectLock, environment: [:])
+        let settings = try S3Settings.resolve(url: "s3://\(name)/\(prefix)", overrides: Self.overrides(endpoint), objectLock: objectLock,
+            environment: [:])
         try await S3Store(settings: settings).createBucket(objectLock: objectLock != nil)
         return settings
+    }
+
+    /// The test account on the server.
+    public static func overrides(_ endpoint: URL, region: String = "us-east-1") -> AWSAccountOverrides {
+        AWSAccountOverrides(region: region, endpoint: endpoint.absoluteString, accessKeyID: accessKey, secretAccessKey: secretKey)
     }
 
     /// Environment for the binary to reach a bucket.

@@ -28,7 +28,7 @@ public struct TestPostgres: Sendable {
         ]
         if let repo {
             conf["archive_mode"] = "on"
-            conf["archive_command"] = "\(TestSandbox.lifeboatBinary) wal push --config \(repo.configFile) %p"
+            conf["archive_command"] = repo.invocation.archiveCommand
         }
         for (k, v) in settings { conf[k] = v }
         try await cluster.initialize(extraSettings: conf)
@@ -117,13 +117,13 @@ public struct TestPostgres: Sendable {
 /// Restores with the library, the way `lifeboat restore --start` does, into a fresh sandbox directory.
 public enum TestRestore {
     public static func restore(_ repo: TestRepository, sandbox: TestSandbox, name: String, target: RecoveryTarget,
-        backupID: String? = nil, archiveMode: RestoreOptions.ArchiveMode = .off, targetTimeline: String = "latest")
+        backupID: String? = nil, archiveMode: RestoreOptions.ArchiveMode = .off, targetTimeline: TimelineChoice = .latest,
+        tablespaceMap: [String: String] = [:], acceptWALGap: Bool = false)
         async throws -> (report: RestoreReport, server: TestPostgres)
     {
-        let fetch = "\(TestSandbox.lifeboatBinary) wal fetch --config \(repo.configFile) %f %p"
-        let options = RestoreOptions(destination: sandbox.path(name), target: target, backupID: backupID, restoreCommand: fetch,
-            archiveMode: archiveMode, targetTimeline: targetTimeline, start: true, port: TestSandbox.freePort(),
-            socketDirectory: sandbox.root, recoveryTimeout: 120)
+        let options = RestoreOptions(destination: sandbox.path(name), target: target, backupID: backupID, invocation: repo.invocation,
+            archiveMode: archiveMode, targetTimeline: targetTimeline, tablespaceMap: tablespaceMap, acceptWALGap: acceptWALGap, start: true,
+            port: TestSandbox.freePort(), socketDirectory: sandbox.root, recoveryTimeout: 120)
         let report = try await RestoreEngine(repository: try await repo.reopen(), logger: TestSandbox.logger()).run(options)
         let cluster = LocalCluster(dataDirectory: options.destination, port: options.port, socketDirectory: sandbox.root,
             binaries: try PostgresBinaries.locate(majorVersion: "15"), user: sandbox.user)

@@ -123,6 +123,11 @@ public struct TestRepository: Sendable {
         return TestRepository(path: path, keyFile: keyFile, configFile: configFile, repository: repo)
     }
 
+    /// How a test cluster calls the built lifeboat back for this repository.
+    public var invocation: LifeboatInvocation {
+        LifeboatInvocation(executable: TestSandbox.lifeboatBinary, arguments: ["--config", configFile])
+    }
+
     /// Opens the same repository afresh (as another process would).
     public func reopen() async throws -> Repository {
         try await Repository.open(store: FileStore(root: path), key: .keyFile(keyFile), logger: TestSandbox.logger())

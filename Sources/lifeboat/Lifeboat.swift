@@ -8,7 +8,7 @@ struct Lifeboat: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lifeboat",
         abstract: "Disaster recovery for PostgreSQL: encrypted deduplicated backups, WAL archive, point-in-time restore.",
-        discussion: "Exit codes: 0 ok, 1 internal, 2 usage, 3 repository, 4 wrong key, 5 integrity, 6 not found, 7 locked, 8 postgres, 9 target not empty, 10 WAL conflict, 11 I/O, 12 recovery failed, 13 external command, 14 timeout, 15 drill or runbook failed, 16 not confirmed.",
+        discussion: "Exit codes: 0 ok, " + LifeboatError.Code.exitCodeTable + ".",
         version: LifeboatVersion.current,
         subcommands: [RepoCommand.self, BackupCommand.self, WALCommand.self, RestoreCommand.self, InfoCommand.self,
             VerifyCommand.self, ExpireCommand.self, CopyCommand.self, DrillCommand.self, RunbookCommand.self, ServeCommand.self, DemoCommand.self])

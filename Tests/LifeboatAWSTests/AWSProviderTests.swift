@@ -1,5 +1,6 @@
 import Foundation
 import LifeboatAWS
+import LifeboatAWSCore
 import LifeboatCore
 import LifeboatPostgres
 import LifeboatRunbooks
@@ -10,9 +11,8 @@ import Testing
 /// seed's calls, and answers parsed from the real wire formats (Query/XML and JSON 1.1).
 @Suite(.serialized) struct AWSProviderTests {
     /// Credentials and endpoint for moto, under a region of the test's own so tests do not share state.
-    func account(_ region: String) async throws -> [String: String] {
-        ["endpoint": try await MotoServer.shared.url().absoluteString, "region": region,
-         "aws_access_key_id": MotoServer.accessKey, "aws_secret_access_key": MotoServer.secretKey]
+    func account(_ region: String) async throws -> AWSAccountOverrides {
+        MotoServer.overrides(try await MotoServer.shared.url(), region: region)
     }
 
     func makeCluster(_ rds: AWSClient, _ id: String) async throws {
@@ -34,7 +34,7 @@ import Testing
     }
 
     @Test func auroraSnapshotsAndRestoresIntoNewClustersOnly() async throws {
-        let client = try AWSClient(.rds, explicit: try await account("eu-west-1"))
+        let client = try AWSClient(.rds, overrides: try await account("eu-west-1"))
         let rds = AuroraClusters(client: client)
         try await makeCluster(client, "prod")
         let prod = try await rds.describe("prod")
@@ -90,7 +90,7 @@ import Testing
     }
 
     @Test func ecsScalingWaitsForStabilityAndRollsBack() async throws {
-        let client = try AWSClient(.ecs, explicit: try await account("eu-west-2"))
+        let client = try AWSClient(.ecs, overrides: try await account("eu-west-2"))
         let ecs = ECSServices(client: client)
         try await makeService(client, cluster: "prod", service: "api", desired: 2)
         var api = try await ecs.describe(cluster: "prod", service: "api")
@@ -133,7 +133,7 @@ import Testing
     }
 
     @Test func deletedSecretsAreRestoredAndValuesWrittenBack() async throws {
-        let client = try AWSClient(.secretsManager, explicit: try await account("eu-west-3"))
+        let client = try AWSClient(.secretsManager, overrides: try await account("eu-west-3"))
         let sm = SecretsManager(client: client)
         _ = try await client.json("secretsmanager.CreateSecret", ["Name": "db-password", "SecretString": "first"])
         _ = try await client.json("secretsmanager.DeleteSecret", ["SecretId": "db-password", "RecoveryWindowInDays": 7])
@@ -156,8 +156,8 @@ import Testing
         let sandbox = try TestSandbox("aws-failover")
         defer { Task { await sandbox.remove() } }
         let explicit = try await account("ap-south-1")
-        let rds = try AWSClient(.rds, explicit: explicit)
-        let ecsClient = try AWSClient(.ecs, explicit: explicit)
+        let rds = try AWSClient(.rds, overrides: explicit)
+        let ecsClient = try AWSClient(.ecs, overrides: explicit)
         try await makeCluster(rds, "omni")
         try await makeService(ecsClient, cluster: "omni-ecs", service: "omni-api", desired: 2)
         _ = try await ecsClient.json("AmazonEC2ContainerServiceV20141113.CreateService",
@@ -207,8 +207,8 @@ extension AWSProviderTests {
         let sandbox = try TestSandbox("aws-ecr")
         defer { Task { await sandbox.remove() } }
         let explicit = try await account("ca-central-1")
-        let ecsClient = try AWSClient(.ecs, explicit: explicit)
-        let ecr = try AWSClient(.ecr, explicit: explicit)
+        let ecsClient = try AWSClient(.ecs, overrides: explicit)
+        let ecr = try AWSClient(.ecr, overrides: explicit)
         let registry = "AmazonEC2ContainerRegistry_V20150921."
         _ = try await ecr.json(registry + "CreateRepository", ["repositoryName": "shop"])
         func push(_ tag: String) async throws {
@@ -253,7 +253,7 @@ extension AWSProviderTests {
         let sandbox = try TestSandbox("aws-drill")
         defer { Task { await sandbox.remove() } }
         let explicit = try await account("sa-east-1")
-        let rdsClient = try AWSClient(.rds, explicit: explicit)
+        let rdsClient = try AWSClient(.rds, overrides: explicit)
         try await makeCluster(rdsClient, "omni")
         let repo = try await TestRepository.make(in: sandbox)
         let pg = try await TestPostgres.start(in: sandbox, archiveTo: nil)
@@ -262,7 +262,7 @@ extension AWSProviderTests {
         var text = try BuiltinRunbooks.load("builtin:aws-restore-drill")
         text = text.replacingOccurrences(of: "host: \"${steps.restore.endpoint}\"", with: "host: \"\(pg.cluster.socketDirectory)\"")
         let context = RunbookContext(repository: { try await repo.reopen() }, production: PostgresEndpoint(), pgdata: nil,
-            restoreCommand: "", aws: explicit, logger: TestSandbox.logger())
+            invocation: LifeboatInvocation(executable: "/bin/false"), aws: explicit, logger: TestSandbox.logger())
         let executor = RunbookExecutor(context: context, stateDirectory: sandbox.path("runs"), assumeYes: true)
         let report = try await RunbookDrill(repository: try await repo.reopen(), executor: executor).run(scenario: .snapshotRestore,
             runbook: try Runbook(yaml: text), text: text,

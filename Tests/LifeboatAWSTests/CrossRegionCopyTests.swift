@@ -1,5 +1,6 @@
 import Foundation
 import LifeboatAWS
+import LifeboatAWSCore
 import LifeboatCore
 import LifeboatPostgres
 import LifeboatRepository
@@ -46,23 +47,23 @@ import Testing
 
     @Test func snapshotCopiedToASecondRegionUnderThatRegionsKey() async throws {
         let endpoint = try await MotoServer.shared.url().absoluteString
-        func explicit(_ region: String) -> [String: String] {
-            ["endpoint": endpoint, "region": region, "aws_access_key_id": MotoServer.accessKey, "aws_secret_access_key": MotoServer.secretKey]
+        func explicit(_ region: String) -> AWSAccountOverrides {
+            AWSAccountOverrides(region: region, endpoint: endpoint, accessKeyID: MotoServer.accessKey, secretAccessKey: MotoServer.secretKey)
         }
-        let kms = AWSService(name: "kms", endpointVariable: "KMS")
+        let kms = AWSService.kms
         func createKey(_ region: String) async throws -> String {
-            let answer = try await AWSClient(kms, explicit: explicit(region)).json("TrentService.CreateKey", ["Description": region])
+            let answer = try await AWSClient(kms, overrides: explicit(region)).json("TrentService.CreateKey", ["Description": region])
             return try #require((answer["KeyMetadata"] as? [String: Any])?["KeyId"] as? String)
         }
         let drKey = try await createKey("eu-central-1")
         let primaryKey = try await createKey("us-west-1")
 
-        let source = try AWSClient(.rds, explicit: explicit("us-west-1"))
+        let source = try AWSClient(.rds, overrides: explicit("us-west-1"))
         _ = try await source.query("CreateDBCluster", version: "2014-10-31", [("DBClusterIdentifier", "omni"), ("Engine", "aurora-postgresql"),
             ("MasterUsername", "postgres"), ("MasterUserPassword", "a-long-password")])
         _ = try await AuroraClusters(client: source).createSnapshot(cluster: "omni", snapshot: "omni-nightly", tags: ["Purpose": "nightly"])
 
-        let dr = AuroraClusters(client: try AWSClient(.rds, explicit: explicit("eu-central-1")))
+        let dr = AuroraClusters(client: try AWSClient(.rds, overrides: explicit("eu-central-1")))
         let copy = try await dr.copySnapshot("omni-nightly", from: "us-west-1", to: "omni-nightly-dr", kmsKeyID: drKey)
         #expect(copy.identifier == "omni-nightly-dr")
         let ready = try await dr.waitSnapshotAvailable("omni-nightly-dr", timeout: 30, poll: 0.2)

@@ -1,5 +1,6 @@
 import Foundation
 import LifeboatAWS
+import LifeboatAWSCore
 import LifeboatCore
 import LifeboatPostgres
 import LifeboatRunbooks
@@ -11,9 +12,8 @@ import Testing
     @Test func dnsIsSwitchedAndThePreviousTargetKept() async throws {
         let sandbox = try TestSandbox("route53")
         defer { Task { await sandbox.remove() } }
-        let explicit = ["endpoint": try await MotoServer.shared.url().absoluteString, "region": "eu-west-1",
-                        "aws_access_key_id": MotoServer.accessKey, "aws_secret_access_key": MotoServer.secretKey]
-        let client = try AWSClient(.route53, explicit: explicit)
+        let explicit = MotoServer.overrides(try await MotoServer.shared.url(), region: "eu-west-1")
+        let client = try AWSClient(.route53, overrides: explicit)
         let created = try await client.rest("POST", "/2013-04-01/hostedzone", body: Data("""
             <CreateHostedZoneRequest xmlns="https://route53.amazonaws.com/doc/2013-04-01/"><Name>omni.example.</Name><CallerReference>\(UUID().uuidString)</CallerReference></CreateHostedZoneRequest>
             """.utf8), action: "CreateHostedZone")

@@ -1,4 +1,6 @@
 import Foundation
+import LifeboatAWS
+import LifeboatAWSCore
 import LifeboatCore
 import LifeboatPostgres
 import LifeboatRepository
@@ -9,7 +11,7 @@ import Testing
 /// Scenario 4's first step for real: a Terraform state in a versioned bucket on an S3 API server
 /// made what it was before a destroy, the restore undone, and the refusals.
 @Suite(.serialized) struct StateRestoreTests {
-    func run(_ yaml: String, explicit: [String: String], sandbox: TestSandbox) async throws -> RunResult {
+    func run(_ yaml: String, explicit: AWSAccountOverrides, sandbox: TestSandbox) async throws -> RunResult {
         try await runAWSRunbook(yaml, explicit: explicit, sandbox: sandbox)
     }
 
@@ -27,25 +29,25 @@ import Testing
         let sandbox = try TestSandbox("tfstate")
         defer { Task { await sandbox.remove() } }
         let settings = try await MotoServer.shared.bucket(prefix: "")
-        let store = S3Store(settings: settings)
-        let explicit = ["aws_access_key_id": settings.accessKeyID, "aws_secret_access_key": settings.secretAccessKey,
-                        "endpoint": settings.endpoint.absoluteString, "region": settings.region]
+        let s3 = try S3Client(settings.s3Bucket)
+        let store = S3Versions(s3)
+        let explicit = MotoServer.overrides(settings.endpoint, region: settings.region)
         let key = "production/terraform.tfstate"
         let url = "s3://\(settings.bucket)/\(key)"
 
         // Without versioning there is nothing to go back to: refused, named.
-        try await store.put(key, data: Data(#"{"serial":1}"#.utf8))
+        try await s3.put(key, data: Data(#"{"serial":1}"#.utf8))
         let unversioned = try await run(step(url, "before: \"\(Timestamp.format(Date()))\""), explicit: explicit, sandbox: sandbox)
         #expect(unversioned.status == .failed && unversioned.steps.first?.error?.contains("does not keep versions") == true)
 
-        try await store.setVersioning(true)
+        try await s3.setVersioning(true)
         let states = [#"{"serial":2,"resources":["aurora","ecs"]}"#, #"{"serial":3,"resources":["aurora","ecs","alb"]}"#,
                       #"{"serial":4,"resources":[]}"#]
         var times: [Date] = []
         for state in states {
             try await Task.sleep(for: .milliseconds(1100))
             times.append(Date())
-            try await store.put(key, data: Data(state.utf8))
+            try await s3.put(key, data: Data(state.utf8))
         }
         // S3 keeps modification times to the second: the destroy's own second is "not before" it.
         let destroyedAt = Date(timeIntervalSince1970: times[2].timeIntervalSince1970.rounded(.down))

@@ -1,4 +1,5 @@
 import Foundation
+import LifeboatAWSCore
 import LifeboatAWS
 import LifeboatCore
 import LifeboatTesting
@@ -18,8 +19,8 @@ import Testing
               secret_access_key: \(MotoServer.secretKey)
 
             """)
-        let ecs = try AWSClient(.ecs, explicit: ["endpoint": endpoint, "region": "eu-north-1",
-            "aws_access_key_id": MotoServer.accessKey, "aws_secret_access_key": MotoServer.secretKey])
+        let ecs = try AWSClient(.ecs, overrides: AWSAccountOverrides(region: "eu-north-1", endpoint: endpoint,
+            accessKeyID: MotoServer.accessKey, secretAccessKey: MotoServer.secretKey))
         let p = "AmazonEC2ContainerServiceV20141113."
         _ = try await ecs.json(p + "CreateCluster", ["clusterName": "prod"])
         _ = try await ecs.json(p + "RegisterTaskDefinition", ["family": "web", "containerDefinitions": [["name": "web", "image": "web:1", "memory": 128]]])

@@ -110,9 +110,13 @@ import Testing
         #expect(try await LifeboatCLI.run(["wal", "fetch", absent, target], environment: wrongKey).status == 6)
         #expect(try await LifeboatCLI.run(["wal", "fetch", "00000002.history", target], environment: wrongKey).status == 6)
         let noRepo = try await LifeboatCLI.run(["wal", "fetch", absent, target], environment: ["LIFEBOAT_PASSPHRASE": "right", "LIFEBOAT_REPO": sandbox.path("elsewhere")])
-        #expect(noRepo.status == 3, "\(noRepo.errors)")
-        // The wrong key is still refused for a file that exists.
-        #expect(try await LifeboatCLI.run(["wal", "fetch", names[2], target], environment: wrongKey).status == 4)
+        // A missing repository or a wrong key is not "the end of the archive": exit 127, which
+        // PostgreSQL treats as fatal, so recovery stops instead of promoting early.
+        #expect(noRepo.status == 127 && noRepo.errors.contains("no lifeboat repository"), "\(noRepo.errors)")
+        let refused = try await LifeboatCLI.run(["wal", "fetch", names[2], target], environment: wrongKey)
+        #expect(refused.status == 127 && refused.errors.contains("wrongKey"), "\(refused.errors)")
+        let soft = try await LifeboatCLI.run(["wal", "fetch", "--soft-errors", names[2], target], environment: wrongKey)
+        #expect(soft.status == 1, "a standby's restore_command fails softly and retries")
     }
 
     @Test func backupInfoVerifyRestoreFromTheCommandLine() async throws {

@@ -22,10 +22,12 @@ import Glibc
         let config = ["--config", primary.configFile]
         _ = try await pg.query("CREATE TABLE t AS SELECT generate_series(1, 1000) AS id")
         try await pg.archiveCurrentWAL()
-        #expect(try await LifeboatCLI.run(["backup"] + config, environment: env).status == 0)
+        let first = try await LifeboatCLI.run(["backup"] + config, environment: env)
+        #expect(first.status == 0)
+        #expect(first.errors.contains("warning: the configuration key 'replicas' is now 'mirrors'"), "the old name still works, with a warning")
         try await pg.waitForArchiverIdle()
         var info = try LifeboatCLI.json(try await LifeboatCLI.run(["info", "--json"] + config, environment: env))
-        var lag = try #require((info["replicas"] as? [[String: Any]])?.first)
+        var lag = try #require((info["mirrors"] as? [[String: Any]])?.first)
         #expect((lag["missingBackups"] as? [String])?.count == 1, "backups reach replicas by copy")
         #expect(lag["missingWALFiles"] as? Int == 0, "WAL reached the replica with every push: \(lag)")
 
@@ -39,7 +41,7 @@ import Glibc
         #expect(try await pg.value("SELECT failed_count FROM pg_stat_archiver") == "0", "archiving never failed")
         if owner != nil { sandbox.user?.own(replica.path) } else { chmod(replica.path, 0o750) }
         info = try LifeboatCLI.json(try await LifeboatCLI.run(["info", "--json"] + config, environment: env))
-        lag = try #require((info["replicas"] as? [[String: Any]])?.first)
+        lag = try #require((info["mirrors"] as? [[String: Any]])?.first)
         #expect((lag["missingWALFiles"] as? Int ?? 0) >= 3, "\(lag)")
         let lagging = try await LifeboatCLI.run(["verify"] + config, environment: env)
         #expect(lagging.output.contains("LAGGING"))
@@ -47,7 +49,7 @@ import Glibc
         let catchUp = try await LifeboatCLI.run(["copy", "--to-replicas", "--all"] + config, environment: env)
         #expect(catchUp.status == 0, "\(catchUp.errors)")
         info = try LifeboatCLI.json(try await LifeboatCLI.run(["info", "--json"] + config, environment: env))
-        lag = try #require((info["replicas"] as? [[String: Any]])?.first)
+        lag = try #require((info["mirrors"] as? [[String: Any]])?.first)
         #expect((lag["missingBackups"] as? [String])?.isEmpty == true && lag["missingWALFiles"] as? Int == 0, "\(lag)")
         let verified = try await LifeboatCLI.run(["verify"] + config, environment: env)
         #expect(verified.status == 0 && verified.output.contains("up to date"))

@@ -1,4 +1,5 @@
 import Foundation
+import LifeboatAWSCore
 import LifeboatCore
 import LifeboatPostgres
 import LifeboatRepository
@@ -26,7 +27,7 @@ import Testing
         #expect(try await LifeboatCLI.run(["repo", "init", "--config", config]).status == 0)
         // The archiver reaches the bucket through the same config file.
         let repo = TestRepository(path: "", keyFile: keyFile, configFile: config,
-            repository: try await Repository.open(store: S3Store(settings: s3), key: .keyFile(keyFile), logger: TestSandbox.logger()))
+            repository: try await Repository.open(store: try S3Store(settings: s3), key: .keyFile(keyFile), logger: TestSandbox.logger()))
         let pg = try await TestPostgres.start(in: sandbox, archiveTo: repo)
         try await pg.pgbench(["-i", "-s", "1", "-q"])
         let env = LifeboatCLI.environment(for: pg)
@@ -66,7 +67,7 @@ import Testing
         defer { Task { await sandbox.remove() } }
         let s3 = try await MotoServer.shared.bucket()
         let keyFile = try sandbox.file("k", "pw\n", mode: 0o600)
-        let direct = S3Store(settings: s3)
+        let direct = try S3Store(settings: s3)
         _ = try await Repository.initialize(store: direct, key: .keyFile(keyFile), logger: TestSandbox.logger())
         let config = try sandbox.file("s3.yaml", "repo: s3://\(s3.bucket)/\(s3.prefix)\nkey_file: \(keyFile)\n")
         let s3env = MotoServer.environment(s3).filter { $0.key != "LIFEBOAT_REPO" }
@@ -80,7 +81,7 @@ import Testing
 
         let faulty = FaultInjectingStore(direct, faults: [.transient(prefix: "chunks/", every: 7), .truncatedRead(prefix: "", every: 11),
             .transient(prefix: "backups/", every: 2), .transient(prefix: "manifests/", every: 2)])
-        let flaky = RetryingStore(faulty, attempts: 8, baseDelay: 0.01, maxDelay: 0.05, logger: TestSandbox.logger())
+        let flaky = RetryingStore(faulty, policy: RetryPolicy(attempts: 8, baseDelay: 0.01, maxDelay: 0.05), logger: TestSandbox.logger())
         let repo = try await Repository.open(store: flaky, key: .keyFile(keyFile), logger: TestSandbox.logger())
         let record = try await BackupEngine(repository: repo, logger: TestSandbox.logger())
             .run(BackupOptions(pgdata: pg.cluster.dataDirectory, endpoint: pg.endpoint)).backup
@@ -89,8 +90,8 @@ import Testing
         try await pg.archiveCurrentWAL()
         let report = try await RestoreEngine(repository: repo, logger: TestSandbox.logger()).run(RestoreOptions(
             destination: sandbox.path("restored"), target: .latest,
-            restoreCommand: "\(TestSandbox.lifeboatBinary) wal fetch --config \(config) %f %p", start: true, port: TestSandbox.freePort(),
-            socketDirectory: sandbox.root, serverEnvironment: s3env, recoveryTimeout: 120))
+            invocation: LifeboatInvocation(executable: TestSandbox.lifeboatBinary, arguments: ["--config", config], environment: s3env),
+            start: true, port: TestSandbox.freePort(), socketDirectory: sandbox.root, recoveryTimeout: 120))
         #expect(report.backupID == record.id)
         let restored = TestPostgres.attach(sandbox.path("restored"), port: report.port ?? 0, like: pg)
         #expect(try await restored.value("SELECT count(*) FROM pgbench_history") == "100")
@@ -122,9 +123,9 @@ import Testing
         let moto = MotoServer()
         let endpoint = try await moto.url()
         let keys = try await moto.enableAuthentication()
-        let good = try S3Settings.resolve(url: "s3://signed-bucket", explicit: ["aws_access_key_id": keys.id,
-            "aws_secret_access_key": keys.secret, "endpoint": endpoint.absoluteString], environment: [:])
-        let store = S3Store(settings: good)
+        let good = try S3Settings.resolve(url: "s3://signed-bucket", overrides: AWSAccountOverrides(endpoint: endpoint.absoluteString,
+            accessKeyID: keys.id, secretAccessKey: keys.secret), environment: [:])
+        let store = try S3Store(settings: good)
         try await store.createBucket()
         #expect(try await store.putIfAbsent("k", data: Data("signed".utf8)))
         #expect(try await store.get("k") == Data("signed".utf8))
@@ -132,7 +133,7 @@ import Testing
 
         var bad = good
         bad.secretAccessKey = keys.secret + "x"
-        let badStore = RetryingStore(S3Store(settings: bad), logger: TestSandbox.logger())
+        let badStore = RetryingStore(try S3Store(settings: bad), logger: TestSandbox.logger())
         let started = Date()
         await #expect { _ = try await badStore.get("k") } throws: { error in
             guard let e = error as? LifeboatError else { return false }
@@ -173,10 +174,10 @@ import Testing
             s3: { endpoint: "\(s3.endpoint.absoluteString)", access_key_id: \(s3.accessKeyID), secret_access_key: \(s3.secretAccessKey) }
             """)
         #expect(try await LifeboatCLI.run(["repo", "init", "--config", secondConfig]).status == 0)
-        let second = try await Repository.open(store: S3Store(settings: s3), key: .keyFile(secondKey), logger: TestSandbox.logger())
+        let second = try await Repository.open(store: try S3Store(settings: s3), key: .keyFile(secondKey), logger: TestSandbox.logger())
 
         // A first attempt dies when it tries to commit: nothing visible in the target.
-        let failing = try await Repository.open(store: FaultInjectingStore(S3Store(settings: s3), faults: [.forbidden(prefix: "backups/")]),
+        let failing = try await Repository.open(store: FaultInjectingStore(try S3Store(settings: s3), faults: [.forbidden(prefix: "backups/")]),
             key: .keyFile(secondKey), logger: TestSandbox.logger())
         await #expect {
             _ = try await RepositoryCopier(source: try await primary.reopen(), target: failing, logger: TestSandbox.logger()).run(backupIDs: nil)
@@ -198,7 +199,7 @@ import Testing
         let sourceChunks = try await primary.reopen().chunkIDs()
         let copiedChunks = try await second.chunkIDs()
         #expect(!copiedChunks.isEmpty && sourceChunks.isDisjoint(with: copiedChunks))
-        await #expect { _ = try await Repository.open(store: S3Store(settings: s3), key: .keyFile(primary.keyFile), logger: TestSandbox.logger()) }
+        await #expect { _ = try await Repository.open(store: try S3Store(settings: s3), key: .keyFile(primary.keyFile), logger: TestSandbox.logger()) }
             throws: { ($0 as? LifeboatError)?.code == .wrongKey }
         #expect(try await second.backups().first?.tags == ["Purpose": "pre-migration"])
         // Deltas stay deltas in the copy (their bodies do not depend on the key), under the copy's names.
@@ -229,7 +230,7 @@ import Testing
         let sandbox = try TestSandbox("s3lock")
         defer { Task { await sandbox.remove() } }
         let s3 = try await MotoServer.shared.bucket(objectLock: ObjectLockSettings(mode: .compliance, retention: 3600))
-        let store = S3Store(settings: s3)
+        let store = try S3Store(settings: s3)
         let keyFile = try sandbox.file("k", "pw\n", mode: 0o600)
         let config = try sandbox.file("s3.yaml", """
             repo: s3://\(s3.bucket)/\(s3.prefix)

@@ -84,21 +84,27 @@ struct RetentionTests {
         let b1 = record("b1", .automated, stoppedDaysAgo: 3, now: now, startSegment: 2, stopSegment: 2, nextXid: 100)
         let b2 = record("b2", .automated, stoppedDaysAgo: 2, now: now, startSegment: 8, stopSegment: 9, nextXid: 500)
         let all = [b2, b1]
-        #expect(try RecoveryTarget.latest.chooseBackup(from: all).id == "b2")
-        #expect(try RecoveryTarget.time(now.addingTimeInterval(-2.5 * 86400)).chooseBackup(from: all).id == "b1")
-        #expect(try RecoveryTarget.time(now).chooseBackup(from: all).id == "b2")
-        #expect(try RecoveryTarget.lsn(b2.stopLSN).chooseBackup(from: all).id == "b2")
-        #expect(try RecoveryTarget.lsn(LSN(b2.stopLSN.value - 1)).chooseBackup(from: all).id == "b1")
-        #expect(try RecoveryTarget.xid(499).chooseBackup(from: all).id == "b1")
-        #expect(try RecoveryTarget.xid(500).chooseBackup(from: all).id == "b2")
-        #expect(try RecoveryTarget.name("x").chooseBackup(from: all).id == "b1")
-        #expect(throws: LifeboatError.self) { try RecoveryTarget.time(now.addingTimeInterval(-30 * 86400)).chooseBackup(from: all) }
-        #expect(throws: LifeboatError.self) { try RecoveryTarget.latest.chooseBackup(from: []) }
+        let g = TimelineGraph(segmentSize: 16 << 20, segments: [], histories: [:])
+        func pick(_ t: RecoveryTarget, _ backups: [BackupRecord] = all) throws -> String { try t.chooseBackup(from: backups, along: 1, in: g).id }
+        #expect(try pick(.latest) == "b2")
+        #expect(try pick(.time(now.addingTimeInterval(-2.5 * 86400))) == "b1")
+        #expect(try pick(.time(now)) == "b2")
+        #expect(try pick(.lsn(b2.stopLSN)) == "b2")
+        #expect(try pick(.lsn(LSN(b2.stopLSN.value - 1))) == "b1")
+        #expect(try pick(.xid(499)) == "b1")
+        #expect(try pick(.xid(500)) == "b2")
+        #expect(try pick(.name("x")) == "b1")
+        #expect(throws: LifeboatError.self) { try pick(.time(now.addingTimeInterval(-30 * 86400))) }
+        #expect(throws: LifeboatError.self) { try pick(.latest, []) }
     }
 
-    @Test func recoverySettings() {
-        #expect(RecoveryTarget.latest.recoverySettings() == [:])
-        #expect(RecoveryTarget.immediate.recoverySettings() == ["recovery_target": "immediate", "recovery_target_action": "promote"])
-        #expect(RecoveryTarget.xid(42).recoverySettings()["recovery_target_xid"] == "42")
+    @Test func recoverySettingsSetEveryTargetKey() {
+        func dict(_ t: RecoveryTarget) -> [String: String] { Dictionary(uniqueKeysWithValues: t.recoverySettings().map { ($0.key, $0.value) }) }
+        let latest = dict(.latest)
+        for key in ["recovery_target", "recovery_target_lsn", "recovery_target_name", "recovery_target_time", "recovery_target_xid"] {
+            #expect(latest[key] == "", "\(key) is written empty, so an earlier restore's cannot add a second target")
+        }
+        #expect(dict(.immediate)["recovery_target"] == "immediate" && dict(.immediate)["recovery_target_action"] == "promote")
+        #expect(dict(.xid(42))["recovery_target_xid"] == "42" && dict(.xid(42))["recovery_target_time"] == "")
     }
 }

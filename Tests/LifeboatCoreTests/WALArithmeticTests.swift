@@ -65,23 +65,21 @@ struct TimelineTests {
     }
 
     @Test func continuityFollowsTimelineSwitch() throws {
-        // Timeline 1: segments 2..5; switch to timeline 2 inside segment 5; timeline 2: 5..7.
+        // Timeline 1: segments 2..4; switch to timeline 2 inside segment 5; timeline 2: 5..7.
         let h2 = try TimelineHistory(timeline: 2, text: "1\t0/5000100\tpromoted\n")
         var segments: Set<WALSegment> = []
         for n in 2...4 { segments.insert(WALSegment(timeline: 1, number: UInt64(n), segmentSize: size)) }
         for n in 5...7 { segments.insert(WALSegment(timeline: 2, number: UInt64(n), segmentSize: size)) }
-        var c = WALContinuity(segmentSize: size, segments: segments, histories: [2: h2])
-        let start = WALSegment(timeline: 1, number: 2, segmentSize: size)
-        #expect(c.latestTimeline(from: 1) == 2)
-        #expect(c.missingSegments(from: start, through: 3) == [])
-        // A hole on timeline 2 is found.
-        c.segments.remove(WALSegment(timeline: 2, number: 6, segmentSize: size))
-        #expect(c.missingSegments(from: start, through: 3).map(\.name) == ["000000020000000000000006"])
-        // Without the history file, timeline 2 is not followed: the end of timeline 1 is segment 4.
-        let noHistory = WALContinuity(segmentSize: size, segments: segments, histories: [:])
-        #expect(noHistory.missingSegments(from: start, through: 3) == [])
-        // The backup's own WAL must exist even at the end of the archive.
-        #expect(noHistory.missingSegments(from: start, through: 9, toEndOfArchive: false).count == 5)
+        var g = TimelineGraph(segmentSize: size, segments: segments, histories: [2: h2])
+        #expect(g.latestTimeline == 2)
+        #expect(g.lastSegment(on: 2) == 7)
+        #expect(g.gaps(on: 2, from: 2, through: 7).isEmpty)
+        // A hole on timeline 2 is found, with what is there before it.
+        g.segments.remove(WALSegment(timeline: 2, number: 6, segmentSize: size))
+        let gap = try #require(g.gaps(on: 2, from: 2, through: 7).first)
+        #expect(gap.firstMissing.name == "000000020000000000000006" && gap.count == 1 && gap.lastPresent?.name == "000000020000000000000005")
+        // Along timeline 1 the end is segment 4; segment 5 of timeline 1 was never archived.
+        #expect(g.lastSegment(on: 1) == 4)
     }
 }
 

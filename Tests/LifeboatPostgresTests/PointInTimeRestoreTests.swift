@@ -81,7 +81,7 @@ import Testing
         try sandbox.file("occupied/precious.txt", "do not touch")
         await #expect {
             _ = try await RestoreEngine(repository: repo.repository, logger: TestSandbox.logger())
-                .run(RestoreOptions(destination: dest, restoreCommand: "false"))
+                .run(RestoreOptions(destination: dest, invocation: LifeboatInvocation(executable: "/bin/false")))
         } throws: { error in
             (error as? LifeboatError)?.code == .targetNotEmpty
         }

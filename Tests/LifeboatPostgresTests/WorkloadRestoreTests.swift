@@ -169,7 +169,7 @@ func backup(_ pg: TestPostgres, _ repo: TestRepository, kind: BackupKind = .auto
         let dest = sandbox.path("restore-corrupt")
         await #expect {
             _ = try await RestoreEngine(repository: try await repo.reopen(), logger: TestSandbox.logger())
-                .run(RestoreOptions(destination: dest, target: .immediate, restoreCommand: "false"))
+                .run(RestoreOptions(destination: dest, target: .immediate, invocation: LifeboatInvocation(executable: "/bin/false")))
         } throws: { error in
             guard let e = error as? LifeboatError else { return false }
             return e.code == .integrity && e.message.contains(entry.chunks[0])

@@ -32,7 +32,7 @@ func syntheticBackup(_ repo: Repository, id: String, stoppedAgo: TimeInterval, c
     /// refused by S3 itself; expire leaves locked backups and chunks and says when they can go.
     @Test func objectLockIsWrittenEnforcedAndRespectedByExpire() async throws {
         let settings = try await MotoServer.shared.bucket(objectLock: ObjectLockSettings(mode: .compliance, retention: 3600))
-        let store = S3Store(settings: settings)
+        let store = try S3Store(settings: settings)
         let repo = try await Repository.initialize(store: store, key: .passphrase("p"), logger: TestSandbox.logger())
         let old = try await syntheticBackup(repo, id: "old", stoppedAgo: 30 * 86400, chunks: [Data(repeating: 1, count: 5000)], segment: 2)
         let mid = try await syntheticBackup(repo, id: "mid", stoppedAgo: 8 * 86400, chunks: [Data(repeating: 3, count: 5000)], segment: 3)

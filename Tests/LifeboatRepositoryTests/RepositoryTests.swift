@@ -339,8 +339,8 @@ struct FileStoreTests {
         #expect(try await store.putIfAbsent("a/b/c", data: Data("one".utf8)))
         #expect(try await !store.putIfAbsent("a/b/c", data: Data("two".utf8)))
         #expect(try await store.get("a/b/c") == Data("one".utf8))
-        try await store.put("a/b/c2", data: Data("x".utf8))
-        try await store.put("a/b/c2", data: Data("y".utf8))
+        try await store.put("a/b/c2", data: Data("x".utf8), class: .bookkeeping)
+        try await store.put("a/b/c2", data: Data("y".utf8), class: .bookkeeping)
         #expect(try await store.get("a/b/c2") == Data("y".utf8))
         // A temporary file from a crashed writer is never listed.
         try Data("partial".utf8).write(to: URL(fileURLWithPath: sandbox.path("s/a/b/.tmp-crashed")))

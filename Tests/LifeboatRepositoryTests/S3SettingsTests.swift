@@ -1,4 +1,5 @@
 import Foundation
+import LifeboatAWSCore
 import LifeboatCore
 import LifeboatRepository
 import LifeboatTesting
@@ -27,28 +28,28 @@ struct S3SettingsTests {
             """)
         let files = ["AWS_SHARED_CREDENTIALS_FILE": credentials, "AWS_CONFIG_FILE": config, "HOME": sandbox.root]
 
-        let plain = try S3Settings.resolve(url: "s3://my-backups/prod/main/", explicit: [:], environment: files)
+        let plain = try S3Settings.resolve(url: "s3://my-backups/prod/main/", overrides: AWSAccountOverrides(), environment: files)
         #expect(plain.bucket == "my-backups" && plain.prefix == "prod/main/")
         #expect(plain.accessKeyID == "DEFAULTKEY" && plain.region == "eu-west-1")
         #expect(plain.endpoint.absoluteString == "https://s3.eu-west-1.amazonaws.com" && !plain.pathStyle)
 
-        let profile = try S3Settings.resolve(url: "s3://my-backups", explicit: [:], environment: files.merging(["AWS_PROFILE": "dr"]) { $1 })
+        let profile = try S3Settings.resolve(url: "s3://my-backups", overrides: AWSAccountOverrides(), environment: files.merging(["AWS_PROFILE": "dr"]) { $1 })
         #expect(profile.accessKeyID == "DRKEY" && profile.sessionToken == "drtoken" && profile.region == "us-west-2")
         #expect(profile.prefix == "")
 
-        let env = try S3Settings.resolve(url: "s3://my-backups/x", explicit: [:], environment: files.merging([
+        let env = try S3Settings.resolve(url: "s3://my-backups/x", overrides: AWSAccountOverrides(), environment: files.merging([
             "AWS_ACCESS_KEY_ID": "ENVKEY", "AWS_SECRET_ACCESS_KEY": "envsecret", "AWS_REGION": "ap-south-1",
             "AWS_ENDPOINT_URL": "http://127.0.0.1:9000", "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9001",
         ]) { $1 })
         #expect(env.accessKeyID == "ENVKEY" && env.region == "ap-south-1")
         #expect(env.endpoint.absoluteString == "http://127.0.0.1:9001" && env.pathStyle, "the S3-specific endpoint wins; custom endpoints use path style")
 
-        let explicit = try S3Settings.resolve(url: "s3://my-backups", explicit: ["aws_access_key_id": "CFGKEY", "aws_secret_access_key": "s",
-            "region": "sa-east-1", "path_style": "false", "endpoint": "https://minio.internal"], environment: files.merging(["AWS_ACCESS_KEY_ID": "ENVKEY"]) { $1 })
+        let explicit = try S3Settings.resolve(url: "s3://my-backups", overrides: AWSAccountOverrides(region: "sa-east-1",
+            endpoint: "https://minio.internal", accessKeyID: "CFGKEY", secretAccessKey: "s"), pathStyle: false, environment: files.merging(["AWS_ACCESS_KEY_ID": "ENVKEY"]) { $1 })
         #expect(explicit.accessKeyID == "CFGKEY" && explicit.region == "sa-east-1" && !explicit.pathStyle)
 
-        #expect(throws: LifeboatError.self) { try S3Settings.resolve(url: "s3://my-backups", explicit: [:], environment: ["HOME": sandbox.root]) }
-        #expect(throws: LifeboatError.self) { try S3Settings.resolve(url: "s3://ab", explicit: [:], environment: files) }
-        #expect(throws: LifeboatError.self) { try S3Settings.resolve(url: "/local/path", explicit: [:], environment: files) }
+        #expect(throws: LifeboatError.self) { try S3Settings.resolve(url: "s3://my-backups", overrides: AWSAccountOverrides(), environment: ["HOME": sandbox.root]) }
+        #expect(throws: LifeboatError.self) { try S3Settings.resolve(url: "s3://ab", overrides: AWSAccountOverrides(), environment: files) }
+        #expect(throws: LifeboatError.self) { try S3Settings.resolve(url: "/local/path", overrides: AWSAccountOverrides(), environment: files) }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import LifeboatAWSCore
 import LifeboatRepository
 import Testing
 

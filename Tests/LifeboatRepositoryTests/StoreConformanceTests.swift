@@ -17,7 +17,7 @@ enum Backend: String, CaseIterable, Sendable, CustomTestStringConvertible {
         switch self {
         case .file: return FileStore(root: sandbox.path("store"))
         case .s3:
-            let store = S3Store(settings: try await MotoServer.shared.bucket())
+            var store = try S3Store(settings: try await MotoServer.shared.bucket())
             store.multipartThreshold = 6 * 1024 * 1024
             store.partSize = 5 * 1024 * 1024
             return store
@@ -37,8 +37,8 @@ enum Backend: String, CaseIterable, Sendable, CustomTestStringConvertible {
         #expect(try await store.info("a/b/one")?.size == 5)
         #expect(try await store.info("a/b/missing") == nil)
         await #expect { _ = try await store.get("a/b/missing") } throws: { ($0 as? LifeboatError)?.code == .notFound }
-        try await store.put("locks/x", data: Data("v1".utf8))
-        try await store.put("locks/x", data: Data("v2".utf8))
+        try await store.put("locks/x", data: Data("v1".utf8), class: .bookkeeping)
+        try await store.put("locks/x", data: Data("v2".utf8), class: .bookkeeping)
         #expect(try await store.get("locks/x") == Data("v2".utf8))
         try await store.delete("a/b/one")
         try await store.delete("a/b/one")
@@ -112,13 +112,13 @@ enum Backend: String, CaseIterable, Sendable, CustomTestStringConvertible {
 struct MultipartResetTests {
     @Test func resetsDuringMultipartAreRetriedAndLeaveNothingPartial() async throws {
         var settings = try await MotoServer.shared.bucket()
-        let direct = S3Store(settings: settings)
+        let direct = try S3Store(settings: settings)
         let proxy = try await ResettingProxy.start(upstream: settings.endpoint, resets: 2, match: "partNumber=")
         settings.endpoint = proxy.url
-        let proxied = S3Store(settings: settings)
+        var proxied = try S3Store(settings: settings)
         proxied.multipartThreshold = 6 * 1024 * 1024
         proxied.partSize = 5 * 1024 * 1024
-        let store = RetryingStore(proxied, attempts: 6, baseDelay: 0.05, maxDelay: 0.2, logger: TestSandbox.logger())
+        let store = RetryingStore(proxied, policy: RetryPolicy(attempts: 6, baseDelay: 0.05, maxDelay: 0.2), logger: TestSandbox.logger())
         var data = Data(count: 13 * 1024 * 1024)
         data.withUnsafeMutableBytes { b in for i in stride(from: 0, to: b.count, by: 512) { b[i] = UInt8(truncatingIfNeeded: i / 512) } }
         #expect(try await store.putIfAbsent("wal/00000001/000000010000000000000042", data: data))

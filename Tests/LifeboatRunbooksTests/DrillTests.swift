@@ -11,7 +11,7 @@ import Testing
         checks: [DrillCheck] = [], objectives: DrillObjectives? = nil) -> DrillOptions
     {
         DrillOptions(scenario: scenario, production: pg.endpoint, pgdata: pg.cluster.dataDirectory, scratchRoot: sandbox.root,
-            restoreCommand: "\(TestSandbox.lifeboatBinary) wal fetch --config \(repo.configFile) %f %p", objectives: objectives,
+            invocation: repo.invocation, objectives: objectives,
             checks: checks)
     }
 

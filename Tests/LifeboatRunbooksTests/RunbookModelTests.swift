@@ -8,7 +8,7 @@ import Testing
 struct RunbookModelTests {
     let executor = RunbookExecutor(
         context: RunbookContext(repository: { throw LifeboatError(.repository, "no repository in this test") },
-            production: PostgresEndpoint(), pgdata: nil, restoreCommand: "false", logger: TestSandbox.logger()),
+            production: PostgresEndpoint(), pgdata: nil, invocation: LifeboatInvocation(executable: "/bin/false"), logger: TestSandbox.logger()),
         stateDirectory: "/nonexistent")
 
     @Test(arguments: BuiltinRunbooks.all.keys.sorted())

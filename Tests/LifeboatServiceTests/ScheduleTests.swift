@@ -88,7 +88,7 @@ struct ScheduleTests {
         jobs["backup"] = JobRecord(startedAt: at(3), finishedAt: at(3.1), succeeded: false, reason: "backup window 03:00-04:00",
             message: "cannot connect", runs: 2, failures: 1, lastSuccessAt: at(3, day: -1), lastFailureAt: at(3.1))
         var s = ServiceSnapshot(now: now, repositoryLocation: "/r", schedule: ServiceSchedule(backupWindow: nil, backupEvery: 86400),
-            rpoObjectiveSeconds: 300, repository: nil, repositoryError: nil, archiver: archiver, archiverError: nil, replicas: [],
+            rpoObjectiveSeconds: 300, repository: nil, repositoryError: nil, archiver: archiver, archiverError: nil, mirrors: [],
             lastDrill: nil, jobs: jobs, running: nil, nextBackup: at(13))
         let problems = s.health.problems
         #expect(problems.count == 3, "\(problems)")

@@ -28,22 +28,22 @@ func http(_ url: String, method: String = "GET") async throws -> (status: Int, b
         let sandbox = try TestSandbox("serve-jobs")
         defer { Task { await sandbox.remove() } }
         let replica = try await TestRepository.make(in: sandbox, name: "replica", passphrase: "the second region's key")
-        let primary = try await TestRepository.make(in: sandbox, extraConfig: "replicas: [\(replica.configFile)]\n")
+        let primary = try await TestRepository.make(in: sandbox, extraConfig: "mirrors: [\(replica.configFile)]\n")
         let pg = try await TestPostgres.start(in: sandbox, archiveTo: primary)
         _ = try await pg.query("CREATE TABLE t AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 20000) g")
         try await pg.archiveCurrentWAL()
 
         let stateFile = sandbox.path("state/serve.json")
         let drill = DrillOptions(scenario: .snapshotRestore, production: pg.endpoint, pgdata: pg.cluster.dataDirectory,
-            scratchRoot: sandbox.root, restoreCommand: "\(TestSandbox.lifeboatBinary) wal fetch --config \(primary.configFile) %f %p",
+            scratchRoot: sandbox.root, invocation: primary.invocation,
             checks: [DrillCheck(name: "rows", sql: "SELECT count(*) FROM t", expect: "20000")])
         let configuration = ServiceConfiguration(
             schedule: ServiceSchedule(backupWindow: nil, backupEvery: 3600, verifyEvery: 86400, drillEvery: 30 * 86400),
             backup: BackupOptions(pgdata: pg.cluster.dataDirectory, endpoint: pg.endpoint), expirePolicy: .seedDefault,
-            copyToReplicas: true, replicaCount: 1, drill: drill, production: pg.endpoint, stateFile: stateFile, tick: 0.1,
+            copyToMirrors: true, drill: drill, production: pg.endpoint, stateFile: stateFile, tick: 0.1,
             refreshEvery: 0.5)
-        let replicas: BackupService.ReplicaOpener = { [try await replica.reopen()] }
-        var service = try BackupService(repository: try await primary.reopen(), replicas: replicas, configuration: configuration,
+        let replicas = MirrorSet([MirrorSet.Entry(name: replica.configFile) { try await replica.reopen() }])
+        var service = try BackupService(repository: try await primary.reopen(), mirrors: replicas, configuration: configuration,
             logger: TestSandbox.logger())
         await service.observeRepository()
         let first = await service.runDueJobs(now: Date())
@@ -54,7 +54,7 @@ func http(_ url: String, method: String = "GET") async throws -> (status: Int, b
         #expect(backups.count == 1 && backups.first?.kind == .automated)
         #expect(try await replica.reopen().backups().map(\.id) == backups.map(\.id), "the copy reached the replica")
         #expect(snapshot.repository?.automatedBackups == 1)
-        #expect(snapshot.replicas.first?.missingBackups == [])
+        #expect(snapshot.mirrors.first?.missingBackups == [] && snapshot.mirrors.first?.state == .upToDate)
         // The drill's evidence is in the repository, and its snapshot was cleaned up.
         #expect(snapshot.lastDrill?.passed == true && snapshot.lastDrill?.scenario == "snapshot-restore")
         #expect(try await primary.reopen().backups().filter { $0.kind == .manual }.isEmpty)
@@ -62,7 +62,7 @@ func http(_ url: String, method: String = "GET") async throws -> (status: Int, b
 
         // A restarted daemon keeps its records: verify is not repeated, the backup cadence comes
         // from the repository.
-        service = try BackupService(repository: try await primary.reopen(), replicas: replicas, configuration: configuration,
+        service = try BackupService(repository: try await primary.reopen(), mirrors: replicas, configuration: configuration,
             logger: TestSandbox.logger())
         await service.observeRepository()
         #expect(await service.runDueJobs(now: Date()) == [])
@@ -76,7 +76,7 @@ func http(_ url: String, method: String = "GET") async throws -> (status: Int, b
         #expect(metrics.contains("lifeboat_backups{kind=\"automated\"} 2.0\n"))
         #expect(metrics.contains("lifeboat_job_runs_total{job=\"backup\"} 2\n"))
         #expect(metrics.contains("lifeboat_drill_last_passed{scenario=\"snapshot-restore\"} 1.0\n"))
-        #expect(metrics.contains("lifeboat_replica_missing_backups{replica=\"\(replica.path)\"} 0.0\n"), "\(metrics)")
+        #expect(metrics.contains("lifeboat_mirror_missing_backups{mirror=\"\(replica.path)\"} 0.0\n"), "\(metrics)")
 
         // The newest backup restores with every row.
         let (report, restored) = try await TestRestore.restore(primary, sandbox: sandbox, name: "restored", target: .immediate)
@@ -88,7 +88,7 @@ func http(_ url: String, method: String = "GET") async throws -> (status: Int, b
         var saved = try ServiceState.load(stateFile)
         saved[.verify] = JobRecord(startedAt: Date(), reason: "every 1.0d", message: "running", runs: 2, failures: 0)
         try saved.save(stateFile)
-        service = try BackupService(repository: try await primary.reopen(), replicas: replicas, configuration: configuration,
+        service = try BackupService(repository: try await primary.reopen(), mirrors: replicas, configuration: configuration,
             logger: TestSandbox.logger())
         let afterKill = await service.snapshot()
         #expect(afterKill.jobs["verify"]?.succeeded == false && afterKill.jobs["verify"]?.failures == 1)
@@ -111,9 +111,9 @@ func http(_ url: String, method: String = "GET") async throws -> (status: Int, b
         _ = try await pg.query("CREATE TABLE t (id int)")
         try await pg.archiveCurrentWAL()
         let configuration = ServiceConfiguration(schedule: ServiceSchedule(backupWindow: nil, backupEvery: nil),
-            backup: nil, expirePolicy: nil, copyToReplicas: false, drill: nil, production: pg.endpoint, rpoObjective: 300,
+            backup: nil, expirePolicy: nil, copyToMirrors: false, drill: nil, production: pg.endpoint, rpoObjective: 300,
             stateFile: sandbox.path("serve.json"))
-        let service = try BackupService(repository: try await repo.reopen(), replicas: { [] }, configuration: configuration,
+        let service = try BackupService(repository: try await repo.reopen(), mirrors: MirrorSet([]), configuration: configuration,
             logger: TestSandbox.logger())
         await service.observeRepository()
         let port = TestSandbox.freePort()

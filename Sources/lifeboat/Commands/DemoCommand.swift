@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LifeboatConfiguration
 import LifeboatCore
 import LifeboatPostgres
 
@@ -9,16 +10,18 @@ struct DemoCommand: AsyncParsableCommand {
 
     @Option(help: "pgbench scale (100,000 accounts each; default 5).") var scale: Int = 5
     @Flag(help: "Keep the work directory (clusters stopped) for inspection.") var keep = false
-    @Option(name: .customLong("log-level"), help: "Log level (default warning).") var logLevel: String?
+    @Option(name: .customLong("log-level"), help: "Log level (default warning).") var logLevel: LogLevelName?
     @Flag(help: "Print JSON.") var json = false
 
+    func validate() throws {
+        guard (1...1000).contains(scale) else { throw ValidationError("--scale must be between 1 and 1000") }
+    }
+
     func run() async throws {
-        guard (1...1000).contains(scale) else { throw LifeboatError(.invalidUsage, "--scale must be between 1 and 1000") }
-        let global = try GlobalOptions.parse(logLevel.map { ["--log-level", $0] } ?? [])
-        let logger = try Settings(global).makeLogger()
+        let logger = Context(settings: try LifeboatSettings(options: CommandLineValues(logLevel: logLevel))).makeLogger()
         let quiet = json
         if !quiet { print("Lifeboat demo: a disaster and a point-in-time recovery on a throwaway PostgreSQL cluster\n") }
-        let report = try await Demo(scale: scale, keep: keep, binary: Settings.executablePath, logger: logger).run { line in
+        let report = try await Demo(scale: scale, keep: keep, binary: LifeboatInvocation.currentExecutable, logger: logger).run { line in
             if !quiet { print(line) }
         }
         if json {

@@ -9,22 +9,20 @@ struct ExpireCommand: AsyncParsableCommand {
 
     @OptionGroup var global: GlobalOptions
     @Flag(name: .customLong("dry-run"), help: "Show what would be removed; change nothing.") var dryRun = false
-    @Option(name: .customLong("recovery-window"), help: "Override retention.recovery_window, e.g. 7d.") var recoveryWindow: String?
-    @Option(name: .customLong("manual-retention"), help: "Override retention.manual for backups without their own, e.g. 30d.") var manualRetention: String?
+    @Option(name: .customLong("recovery-window"), help: "Override retention.recovery_window, e.g. 7d.") var recoveryWindow: DurationArgument?
+    @Option(name: .customLong("manual-retention"), help: "Override retention.manual for backups without their own, e.g. 30d.") var manualRetention: DurationArgument?
     @Option(name: .customLong("keep-last"), help: "Override retention.keep_last: the newest N automated backups stay whatever their age.") var keepLast: Int?
     @Flag(help: "Print JSON.") var json = false
 
+    func validate() throws {
+        if let keepLast, keepLast < 0 { throw ValidationError("--keep-last must be 0 or more") }
+    }
+
     func run() async throws {
-        let settings = try Settings(global)
-        let logger = settings.makeLogger()
-        var policy = try settings.retention()
-        if let w = recoveryWindow { policy.recoveryWindow = try HumanDuration.parse(w) }
-        if let m = manualRetention { policy.manualRetention = try HumanDuration.parse(m) }
-        if let keepLast {
-            guard keepLast >= 0 else { throw LifeboatError(.invalidUsage, "--keep-last must be 0 or more") }
-            policy.keepLast = keepLast
-        }
-        let repo = try await settings.openRepository(logger)
+        let context = try Context(global)
+        let logger = context.makeLogger()
+        let policy = try context.settings.retention(recoveryWindow: recoveryWindow?.seconds, manual: manualRetention?.seconds, keepLast: keepLast)
+        let repo = try await context.openRepository(logger)
         let report = try await Expirer(repository: repo, policy: policy).run(dryRun: dryRun)
         if json {
             try Output.json(report)

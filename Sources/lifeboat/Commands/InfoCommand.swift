@@ -10,17 +10,11 @@ struct InfoCommand: AsyncParsableCommand {
     @Flag(help: "Print JSON.") var json = false
 
     func run() async throws {
-        let settings = try Settings(global)
-        let logger = settings.makeLogger()
-        let repo = try await settings.openRepository(logger)
+        let context = try Context(global)
+        let logger = context.makeLogger()
+        let repo = try await context.openRepository(logger)
         var s = try await RepositorySummary.make(repo)
-        for path in try settings.replicaConfigs {
-            do {
-                s.replicas.append(try await ReplicaLag.measure(primary: repo, replica: try await Settings.openReplica(path, logger: logger)))
-            } catch let e as LifeboatError {
-                s.replicas.append(ReplicaLag(location: "\(path) (unreachable: \(e.message))", missingBackups: [], missingWALFiles: -1))
-            }
-        }
+        s.mirrors = await context.mirrors(logger).statuses(primary: repo)
         if json {
             try Output.json(s)
             return
@@ -28,15 +22,29 @@ struct InfoCommand: AsyncParsableCommand {
         print("repository \(s.location) (id \(s.repositoryID), format \(s.format)): \(Output.bytes(UInt64(s.totalBytes))) in \(s.chunkCount) chunks and other objects")
         print("recovery window: \(s.earliestRestorableTime.map(Timestamp.format) ?? "-") .. \(s.latestRestorableTime.map(Timestamp.format) ?? "-")")
         print("wal archive: \(s.walFiles) files, \(Output.bytes(UInt64(s.walBytes))), last segment \(s.lastArchivedWAL ?? "-")")
-        for t in s.timelines { print("  timeline \(t.timeline): \(t.segments) segments \(t.first ?? "") .. \(t.last ?? "")") }
-        for r in s.replicas {
-            print("replica \(r.location): " + (r.missingWALFiles < 0 ? "unreachable"
-                : r.upToDate ? "up to date" : "behind by \(r.missingBackups.count) backup(s) and \(r.missingWALFiles) WAL file(s) (last WAL \(r.lastReplicaWAL ?? "-") vs \(r.lastPrimaryWAL ?? "-"))"))
+        for t in s.timelines {
+            var line = "  timeline \(t.timeline): \(t.segments) segments \(t.first ?? "") .. \(t.last ?? "")"
+            if let parent = t.parent, let at = t.forkedAt { line += ", forked from \(parent) at \(at)" }
+            if let tail = t.abandonedTail { line += "; abandoned tail after the fork to a newer timeline: \(tail)" }
+            print(line)
         }
+        for m in s.mirrors { print(MirrorText.line(m)) }
         print("backups: \(s.backups.count)")
         for b in s.backups {
             let tags = b.tags.keys.sorted().map { "\($0)=\(b.tags[$0] ?? "")" }.joined(separator: ",")
             print("  \(b.id)  \(b.kind.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0)) \(Timestamp.format(b.startTime)) .. \(Timestamp.format(b.stopTime))  lsn \(b.startLSN)..\(b.stopLSN) tl \(b.timeline)  \(Output.bytes(b.logicalBytes)) read, \(Output.bytes(b.newStoredBytes)) stored\(tags.isEmpty ? "" : "  [\(tags)]")\(b.retainUntil.map { "  until \(Timestamp.format($0))" } ?? "")")
+        }
+    }
+}
+
+/// A mirror's state as one line.
+enum MirrorText {
+    static func line(_ m: MirrorStatus) -> String {
+        switch m.state {
+        case .upToDate: return "mirror \(m.location): up to date"
+        case .unreachable: return "mirror \(m.location): UNREACHABLE (\(m.reason ?? "?"))"
+        case .lagging:
+            return "mirror \(m.location): LAGGING by \(m.missingBackups.count) backup(s) and \(m.missingWALFiles) WAL file(s) (last WAL \(m.lastMirrorWAL ?? "-") vs \(m.lastPrimaryWAL ?? "-")); run `lifeboat copy --to-mirrors --all`"
         }
     }
 }

@@ -12,24 +12,18 @@ struct RepoInitCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "init", abstract: "Create an encrypted repository in an empty location.")
 
     @OptionGroup var global: GlobalOptions
-    @Option(help: "zstd (default), lz4 or none.") var compression: String?
+    @Option(help: "Compression of every object (default zstd).") var compression: CompressionAlgorithm?
     @Option(name: .customLong("compression-level"), help: "zstd level (default 3).") var compressionLevel: Int?
     @Option(name: .customLong("chunk-size"), help: "Chunk size in KiB (default 1024).") var chunkSizeKiB: Int?
     @Flag(help: "Print JSON.") var json = false
 
     func run() async throws {
-        let settings = try Settings(global)
-        let logger = settings.makeLogger()
-        var options = RepositoryOptions()
-        if let c = compression ?? settings.string("compression") {
-            guard let algorithm = CompressionAlgorithm(rawValue: c) else {
-                throw LifeboatError(.invalidUsage, "unknown compression '\(c)'", hint: "use zstd, lz4 or none")
-            }
-            options.compression = algorithm
-        }
-        options.compressionLevel = try compressionLevel ?? settings.int("compression_level") ?? options.compressionLevel
-        if let kib = try chunkSizeKiB ?? settings.int("chunk_size") { options.chunkSize = kib * 1024 }
-        let repo = try await Repository.initialize(store: try settings.store(), key: try settings.keySource(), options: options, logger: logger)
+        let context = try Context(global)
+        let logger = context.makeLogger()
+        let s = context.settings
+        let options = RepositoryOptions(chunkSize: try s.chunkSize(kib: chunkSizeKiB), compression: s.compression(compression),
+            compressionLevel: try s.compressionLevel(compressionLevel))
+        let repo = try await Repository.initialize(store: try context.store(), key: try context.keySource(), options: options, logger: logger)
         if json {
             try Output.json(repo.config)
         } else {

@@ -23,8 +23,12 @@ struct RunbookOptions: ParsableArguments {
     @Option(name: .customLong("pg-bin"), help: "PostgreSQL bin directory.") var pgBin: String?
     @Flag(help: "Print the result as JSON.") var json = false
 
-    func executor(_ settings: Settings) throws -> RunbookExecutor {
-        try Self.executor(settings, stateDir: stateDir, yes: yes, pgdata: pgdata, pgBin: pgBin, quiet: json)
+    func context(_ global: GlobalOptions) throws -> Context {
+        try Context(global) {
+            $0.stateDir = stateDir
+            $0.pgdata = pgdata
+            $0.pgBin = pgBin
+        }
     }
 
     /// Overrides for a runbook's variables from `NAME=VALUE` arguments; unknown names are refused.
@@ -42,19 +46,15 @@ struct RunbookOptions: ParsableArguments {
         return overrides
     }
 
-    static func executor(_ settings: Settings, stateDir: String?, yes: Bool, pgdata: String?, pgBin: String?, quiet: Bool) throws
-        -> RunbookExecutor
-    {
-        let logger = settings.makeLogger()
-        let (fetch, serverEnv) = settings.restoreCommandAndEnvironment()
+    static func executor(_ cli: Context, yes: Bool, quiet: Bool) throws -> RunbookExecutor {
+        let logger = cli.makeLogger()
         // Resolved now, opened only when a step needs the repository (many runbooks do not).
-        let store = Result { try settings.store() }
-        let key = Result { try settings.keySource() }
+        let store = Result { try cli.store() }
+        let key = Result { try cli.keySource() }
         let context = RunbookContext(repository: { try await Repository.open(store: try store.get(), key: try key.get(), logger: logger) },
-            production: try settings.endpoint(host: nil, port: nil, user: nil, database: nil),
-            pgdata: pgdata ?? settings.string("pgdata", env: "PGDATA"), restoreCommand: fetch, serverEnvironment: serverEnv,
-            binDirectory: pgBin ?? settings.string("pg_bin"), aws: settings.awsExplicit(), logger: logger)
-        return RunbookExecutor(context: context, stateDirectory: settings.stateDirectory(stateDir), assumeYes: yes,
+            production: try cli.endpoint(), pgdata: cli.settings.pgdata, invocation: cli.invocation, binDirectory: cli.settings.pgBin,
+            aws: cli.awsOverrides, logger: logger)
+        return RunbookExecutor(context: context, stateDirectory: cli.settings.stateDirectory(), assumeYes: yes,
             confirm: { question in
                 FileHandle.standardError.write(Data("\n⚠ \(question)\n  Type 'yes' to continue: ".utf8))
                 return readLine()?.trimmingCharacters(in: .whitespaces).lowercased() == "yes"
@@ -100,11 +100,11 @@ struct RunbookRunCommand: AsyncParsableCommand {
     @Flag(name: .customLong("dry-run"), help: "Print the plan; change nothing.") var dryRun = false
 
     func run() async throws {
-        let settings = try Settings(global)
+        let context = try options.context(global)
         let text = try BuiltinRunbooks.load(runbook)
         let book = try Runbook(yaml: text)
         let overrides = try RunbookOptions.overrides(vars, for: book)
-        let executor = try options.executor(settings)
+        let executor = try RunbookOptions.executor(context, yes: options.yes, quiet: options.json)
         if dryRun {
             print("DRY RUN: nothing will be changed")
             for line in executor.plan(book, vars: overrides) { print(line) }
@@ -126,8 +126,7 @@ struct RunbookResumeCommand: AsyncParsableCommand {
     @Argument(help: "Run id (see `lifeboat runbook list`).") var runID: String
 
     func run() async throws {
-        let settings = try Settings(global)
-        let executor = try options.executor(settings)
+        let executor = try RunbookOptions.executor(try options.context(global), yes: options.yes, quiet: options.json)
         try await options.finish { try await executor.resume(runID: runID) }
     }
 }
@@ -139,14 +138,14 @@ struct RunbookListCommand: AsyncParsableCommand {
     @Option(name: .customLong("state-dir"), help: "Where run journals are kept.") var stateDir: String?
 
     func run() async throws {
-        let settings = try Settings(global)
+        let context = try Context(global) { $0.stateDir = stateDir }
         print("built-in runbooks (lifeboat runbook show NAME):")
         for name in BuiltinRunbooks.all.keys.sorted() {
             let book = try Runbook(yaml: BuiltinRunbooks.all[name] ?? "")
             print("  builtin:\(name)  \(book.steps.count) steps  \(book.description.prefix(80))")
         }
-        let runs = RunJournal.list(directory: settings.stateDirectory(stateDir))
-        print("runs in \(settings.stateDirectory(stateDir)):")
+        let runs = RunJournal.list(directory: context.settings.stateDirectory())
+        print("runs in \(context.settings.stateDirectory()):")
         for (id, events) in runs {
             let finished = events.last { $0.event == .runFinished }
             let state = finished.map { $0.status?.rawValue ?? "?" } ?? "unfinished (resumable)"

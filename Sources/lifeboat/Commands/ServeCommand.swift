@@ -1,6 +1,7 @@
 import ArgumentParser
 import Dispatch
 import Foundation
+import LifeboatConfiguration
 import LifeboatCore
 import LifeboatPostgres
 import LifeboatRepository
@@ -15,41 +16,27 @@ struct ServeCommand: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Option(help: "HOST:PORT for /metrics, /healthz and /status (serve.listen; default 127.0.0.1:9187; 'off' for none).") var listen: String?
     @Option(name: .customLong("state-file"), help: "The daemon's job records (serve.state_file; default ~/.lifeboat/serve-state.json).") var stateFile: String?
-    @Option(help: "Data directory of the cluster (also PGDATA); without one no backups are scheduled.") var pgdata: String?
-    @Option(help: "Host or socket directory (also PGHOST).") var pghost: String?
-    @Option(help: "Port (also PGPORT).") var pgport: Int?
-    @Option(help: "User (also PGUSER).") var pguser: String?
+    @OptionGroup var connection: ConnectionOptions
     @Flag(help: "Run what is due now, once, and exit (for cron); exits 15 if a job failed.") var once = false
 
-    func run() async throws {
-        let settings = try Settings(global)
-        let logger = settings.makeLogger(default: .notice)
-        let serve = settings.file["serve"] as? [String: Any] ?? [:]
-        func value(_ key: String) -> String? { serve[key].map { "\($0)" } }
-        func duration(_ key: String, _ fallback: String?) throws -> TimeInterval? {
-            guard let text = value(key) ?? fallback, !["off", "never", "false", "no"].contains(text.lowercased()) else { return nil }
-            return try HumanDuration.parse(text)
-        }
-        func flag(_ key: String, _ fallback: Bool) throws -> Bool {
-            guard let text = value(key) else { return fallback }
-            switch text.lowercased() {
-            case "true", "yes", "on": return true
-            case "false", "no", "off": return false
-            default: throw LifeboatError(.invalidUsage, "serve.\(key) must be true or false, not '\(text)'")
-            }
-        }
+    func validate() throws {
+        if let listen { _ = try ListenAddress(listen) }
+    }
 
-        let production = try settings.endpoint(host: pghost, port: pgport, user: pguser, database: nil)
-        let dataDirectory = pgdata ?? settings.string("pgdata", env: "PGDATA")
-        let window = try value("backup_window").map(BackupWindow.parse)
-        let schedule = ServiceSchedule(backupWindow: window, backupEvery: try duration("backup_every", "1d"),
-            verifyEvery: try duration("verify_every", "7d"), drillEvery: try duration("drill_every", "off"),
-            retryAfter: try duration("retry_after", "10m") ?? 600)
-        let policy = try settings.retention()
+    func run() async throws {
+        let context = try Context(global) { connection.apply(to: &$0) }
+        let logger = context.makeLogger(default: .notice)
+        let serve = context.settings.serve
+        let production = try context.endpoint()
+        let dataDirectory = try context.pgdata(required: false)
+        let window = serve.backupWindow
+        let schedule = ServiceSchedule(backupWindow: window, backupEvery: serve.resolvedBackupEvery, verifyEvery: serve.resolvedVerifyEvery,
+            drillEvery: serve.resolvedDrillEvery, retryAfter: serve.resolvedRetryAfter)
+        let policy = try context.settings.retention()
         var backup: BackupOptions?
         if let dataDirectory, schedule.backupEvery != nil {
             backup = BackupOptions(pgdata: dataDirectory, endpoint: production, kind: .automated, policy: policy,
-                parallelism: try settings.parallelism(nil), walTimeout: try settings.walTimeout())
+                parallelism: try context.settings.parallelism(), walTimeout: try context.settings.walTimeout())
         } else if schedule.backupEvery != nil {
             logger.warning("no data directory (pgdata, PGDATA or --pgdata): serve will not take backups, only watch")
         }
@@ -58,31 +45,25 @@ struct ServeCommand: AsyncParsableCommand {
             guard let dataDirectory else {
                 throw LifeboatError(.invalidUsage, "serve.drill_every needs the cluster's data directory", hint: "set pgdata or PGDATA")
             }
-            let name = value("drill_scenario") ?? DrillScenario.snapshotRestore.rawValue
+            let name = serve.resolvedDrillScenario
             guard let kind = DrillScenario(rawValue: name), !kind.runsARunbook else {
                 throw LifeboatError(.invalidUsage, "serve.drill_scenario must be snapshot-restore or point-in-time, not '\(name)'",
                     hint: "runbook drills ask for confirmations: run them with `lifeboat drill run --scenario ... --runbook`")
             }
-            drill = try settings.drillOptions(kind, objectives: try settings.drillObjectives(kind), pgdata: dataDirectory, production: production)
+            drill = try context.drillOptions(kind, objectives: try context.drillObjectives(kind), pgdata: dataDirectory, production: production)
         }
         let home = ProcessInfo.processInfo.environment["HOME"] ?? "/tmp"
-        let state = Settings.absolute(stateFile ?? value("state_file") ?? home + "/.lifeboat/serve-state.json")
+        let state = context.absolute(stateFile ?? serve.stateFile ?? home + "/.lifeboat/serve-state.json")
+        let mirrors = context.mirrors(logger)
         let configuration = ServiceConfiguration(schedule: schedule, backup: backup,
-            expirePolicy: try flag("expire", true) ? policy : nil, copyToReplicas: try flag("copy_to_replicas", true),
-            replicaCount: try settings.replicaConfigs.count,
-            drill: drill, production: production, rpoObjective: try duration("rpo_objective", "5m") ?? 300, stateFile: state,
-            tick: try duration("tick", "30s") ?? 30, refreshEvery: try duration("refresh", "5m") ?? 300,
-            parallelism: try settings.parallelism(nil))
-        let listenAddress = try Self.listenAddress(listen ?? value("listen") ?? "127.0.0.1:9187")
+            expirePolicy: serve.resolvedExpire ? policy : nil, copyToMirrors: serve.resolvedCopyToMirrors,
+            drill: drill, production: production, rpoObjective: serve.resolvedRPOObjective, stateFile: state,
+            tick: serve.resolvedTick, refreshEvery: serve.resolvedRefresh, parallelism: try context.settings.parallelism())
+        let listenAddress = try listen.map(ListenAddress.init) ?? serve.resolvedListen
 
         let lock = try ServiceLock(stateFile: state)
-        let repo = try await settings.openRepository(logger)
-        let replicaConfigs = try settings.replicaConfigs
-        let service = try BackupService(repository: repo, replicas: {
-            var opened: [Repository] = []
-            for path in replicaConfigs { opened.append(try await Settings.openReplica(path, logger: logger)) }
-            return opened
-        }, configuration: configuration, logger: logger)
+        let repo = try await context.openRepository(logger)
+        let service = try BackupService(repository: repo, mirrors: mirrors, configuration: configuration, logger: logger)
 
         if once {
             await service.observeRepository()
@@ -103,7 +84,7 @@ struct ServeCommand: AsyncParsableCommand {
         Self.say("lifeboat serve: repository \(repo.store.location), backups \(backup == nil ? "off" : window.map { "in \($0) UTC" } ?? "every \(HumanDuration.format(schedule.backupEvery ?? 0))"), state \(state)")
         let main = Task {
             await withDiscardingTaskGroup { group in
-                if let (host, port) = listenAddress.map({ ($0.0, $0.1) }) {
+                if case .address(let host, let port) = listenAddress {
                     group.addTask {
                         do {
                             try await StatusServer(host: host, port: port, logger: logger) { method, path in
@@ -135,14 +116,4 @@ struct ServeCommand: AsyncParsableCommand {
 
     /// A line on stdout at once (stdout to a file is block-buffered; a daemon's log must not lag).
     static func say(_ line: String) { FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
-
-    /// "HOST:PORT", ":PORT" (loopback) or "off".
-    static func listenAddress(_ text: String) throws -> (String, Int)? {
-        if text.lowercased() == "off" { return nil }
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
-            throw LifeboatError(.invalidUsage, "listen address '\(text)' is not HOST:PORT", hint: "e.g. 127.0.0.1:9187, or off")
-        }
-        let host = String(text[..<colon])
-        return (host.isEmpty ? "127.0.0.1" : host.trimmingCharacters(in: CharacterSet(charactersIn: "[]")), port)
-    }
 }

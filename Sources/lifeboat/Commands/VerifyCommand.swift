@@ -12,25 +12,17 @@ struct VerifyCommand: AsyncParsableCommand {
     @Flag(help: "Print JSON.") var json = false
 
     func run() async throws {
-        let settings = try Settings(global)
-        let logger = settings.makeLogger()
-        let repo = try await settings.openRepository(logger)
-        var report = try await Verifier(repository: repo, parallelism: try settings.parallelism(parallelism)).run()
-        for path in try settings.replicaConfigs {
-            do {
-                report.replicas.append(try await ReplicaLag.measure(primary: repo, replica: try await Settings.openReplica(path, logger: logger)))
-            } catch let e as LifeboatError {
-                report.replicas.append(ReplicaLag(location: "\(path) (unreachable: \(e.message))", missingBackups: [], missingWALFiles: -1))
-            }
-        }
+        let context = try Context(global) { $0.parallelism = parallelism }
+        let logger = context.makeLogger()
+        let repo = try await context.openRepository(logger)
+        var report = try await Verifier(repository: repo, parallelism: try context.settings.parallelism()).run()
+        report.mirrors = await context.mirrors(logger).statuses(primary: repo)
         if json {
             try Output.json(report)
         } else {
-            for r in report.replicas {
-                print("replica \(r.location): " + (r.missingWALFiles < 0 ? "UNREACHABLE"
-                    : r.upToDate ? "up to date" : "LAGGING: \(r.missingBackups.count) backup(s), \(r.missingWALFiles) WAL file(s) missing; run `lifeboat copy --to-replicas --all`"))
-            }
+            for m in report.mirrors { print(MirrorText.line(m)) }
             print("checked \(report.objectsChecked) objects (\(Output.bytes(UInt64(report.bytesChecked)))), \(report.backupsChecked) backups, \(report.walFilesChecked) WAL files")
+            for note in report.notes { print("note: \(note)") }
             for p in report.problems { print("PROBLEM \(p.object): \(p.message)") }
             print(report.ok ? "ok: no problems found" : "\(report.problems.count) problem(s) found")
         }

@@ -3,11 +3,10 @@ import Foundation
 import LifeboatCore
 import LifeboatPostgres
 import LifeboatRepository
-import Logging
 
 struct WALCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "wal", abstract: "WAL archive commands run by PostgreSQL.",
-        subcommands: [WALPushCommand.self, WALFetchCommand.self])
+        subcommands: [WALPushCommand.self, WALFetchCommand.self, WALRecoveryEndCommand.self])
 }
 
 struct WALPushCommand: AsyncParsableCommand {
@@ -18,46 +17,23 @@ struct WALPushCommand: AsyncParsableCommand {
     @Argument(help: "Path of the WAL file (%p).") var path: String
 
     func run() async throws {
-        let settings = try Settings(global)
-        let logger = settings.makeLogger()
-        let repo = try await settings.openRepository(logger)
-        // The primary must take the file: its failure fails the archive_command.
-        _ = try await WALArchive(repository: repo, logger: logger).push(path: path)
-        // Replicas are best effort with a bound, so a slow or unreachable one never holds up
-        // archiving (which would grow the RPO); `lifeboat copy --to-replicas` catches them up.
-        for replica in try settings.replicaConfigs {
-            let file = path
-            let outcome = await withTaskGroup(of: String?.self) { group -> String? in
-                group.addTask {
-                    do {
-                        let r = try await Settings.openReplica(replica, logger: logger)
-                        _ = try await WALArchive(repository: r, logger: logger).push(path: file)
-                        return nil
-                    } catch let e as LifeboatError {
-                        return e.message
-                    } catch {
-                        return "\(error)"
-                    }
-                }
-                group.addTask {
-                    try? await Task.sleep(for: .seconds(30))
-                    return "timed out after 30s"
-                }
-                let first = await group.next() ?? nil
-                group.cancelAll()
-                return first
-            }
-            if let problem = outcome {
-                logger.warning("replica did not take the WAL file; it will lag until `lifeboat copy --to-replicas`",
-                    metadata: ["lifeboat.replica": .string(replica), "lifeboat.error": .string(problem)])
-            }
-        }
+        let context = try Context(global)
+        let logger = context.makeLogger()
+        let repo = try await context.openRepository(logger)
+        // The primary repository must take the file; mirrors are best effort (see MirrorSet.pushWAL).
+        _ = try await WALArchive(repository: repo, logger: logger).push(path: path, mirrors: context.mirrors(logger))
     }
 }
 
 struct WALFetchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "fetch",
-        abstract: "Restore one WAL file: restore_command = 'lifeboat wal fetch --config FILE %f %p'. Exits 6 if it is not archived.")
+        abstract: "Restore one WAL file: restore_command = 'lifeboat wal fetch --config FILE %f %p'.",
+        discussion: """
+            Exits 6 when the file is not archived: that is how PostgreSQL learns it reached the end of the archive. \
+            Any other failure (a damaged object, a wrong key, an unreachable repository, a tablespace that cannot be \
+            kept out of the original's directory) exits 127, which PostgreSQL treats as fatal: recovery stops instead of \
+            ending early and promoting a cluster that lacks data. --soft-errors (for standbys, which retry) exits 1 instead.
+            """)
 
     @OptionGroup var global: GlobalOptions
     @Argument(help: "WAL file name (%f).") var name: String
@@ -66,16 +42,47 @@ struct WALFetchCommand: AsyncParsableCommand {
     @Option(help: "Segments to fetch ahead into pg_wal/.lifeboat-prefetch (default: wal_prefetch, 8; 0 turns it off).")
     var prefetch: Int?
 
+    @Option(name: .customLong("key-handoff"), help: "A restore's private key file (written by lifeboat restore, removed when recovery ends).")
+    var keyHandoff: String?
+
+    @Flag(name: .customLong("soft-errors"), help: "Fail with exit 1 rather than 127 (a standby retries; a restore must not end early).")
+    var softErrors = false
+
     func run() async throws {
+        do {
+            try await fetch()
+        } catch let error as LifeboatError where error.code == .notFound {
+            throw error
+        } catch {
+            let e = (error as? LifeboatError) ?? LifeboatError(.internalError, "\(error)")
+            FileHandle.standardError.write(Data((e.description + "\n").utf8))
+            Foundation.exit(softErrors ? 1 : 127)
+        }
+    }
+
+    func fetch() async throws {
         // A segment fetched ahead by an earlier call: no configuration, key or repository needed.
         if WALPrefetchSpool(destination: destination).take(name, destination: destination) { return }
-        let settings = try Settings(global)
-        let logger = settings.makeLogger()
-        let ahead = try settings.walPrefetch(prefetch)
-        guard try await WALArchive.isArchived(name: name, store: try settings.store()) else {
+        let context = try Context(global) { $0.walPrefetch = prefetch }
+        let logger = context.makeLogger()
+        let ahead = try context.settings.walPrefetch()
+        let store = try context.store()
+        guard try await WALArchive.isArchived(name: name, store: store) else {
             throw LifeboatError(.notFound, "WAL file \(name) is not in the archive")
         }
-        let repo = try await settings.openRepository(logger)
+        let key: KeySource = try keyHandoff.map { .handoff($0) } ?? context.keySource()
+        let repo = try await Repository.open(store: store, key: key, logger: logger)
         try await WALArchive(repository: repo, logger: logger).fetch(name: name, destination: destination, prefetch: ahead)
+    }
+}
+
+struct WALRecoveryEndCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "recovery-end",
+        abstract: "Run by a restored server at the end of recovery (recovery_end_command): removes lifeboat's recovery settings and key handoff.")
+
+    @Argument(help: "The restored data directory.") var dataDirectory: String
+
+    func run() async throws {
+        try RecoveryFinish.run(dataDirectory: dataDirectory)
     }
 }
