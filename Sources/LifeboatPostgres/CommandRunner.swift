@@ -111,16 +111,21 @@ public enum CommandRunner {
     /// `check` is false. Output (stdout and stderr together) is captured.
     @discardableResult
     public static func run(_ executable: String, _ arguments: [String], as user: OSUser? = nil,
-        environment: [String: String] = [:], check: Bool = true, timeout: TimeInterval? = nil) async throws -> CommandResult
+        environment: [String: String] = [:], clearing: Set<String> = [], check: Bool = true, timeout: TimeInterval? = nil) async throws
+        -> CommandResult
     {
-        try await runSeparately(executable, arguments, as: user, environment: environment, check: check, timeout: timeout,
-            separateErrors: false)
+        try await runSeparately(executable, arguments, as: user, environment: environment, clearing: clearing, check: check,
+            timeout: timeout, separateErrors: false)
     }
+
+    /// Variables a PostgreSQL server must never inherit: a repository passphrase in the postmaster's
+    /// environment would stay there for the server's whole life.
+    public static let secrets: Set<String> = ["LIFEBOAT_PASSPHRASE", "LIFEBOAT_TO_PASSPHRASE"]
 
     /// Like `run`, with stderr kept apart from stdout when `separateErrors` is true.
     public static func runSeparately(_ executable: String, _ arguments: [String], as user: OSUser? = nil,
-        environment: [String: String] = [:], check: Bool = true, timeout: TimeInterval? = nil, separateErrors: Bool = true)
-        async throws -> CommandResult
+        environment: [String: String] = [:], clearing: Set<String> = [], check: Bool = true, timeout: TimeInterval? = nil,
+        separateErrors: Bool = true) async throws -> CommandResult
     {
         let outputPath = FileManager.default.temporaryDirectory.appendingPathComponent("lifeboat-cmd-\(UUID().uuidString)").path
         let errorPath = separateErrors ? outputPath + ".err" : nil
@@ -128,7 +133,8 @@ public enum CommandRunner {
             unlink(outputPath)
             if let errorPath { unlink(errorPath) }
         }
-        let child = try spawn(executable, arguments, as: user, environment: environment, outputPath: outputPath, errorPath: errorPath)
+        let child = try spawn(executable, arguments, as: user, environment: environment, clearing: clearing, outputPath: outputPath,
+            errorPath: errorPath)
         let status = try await child.wait(timeout: timeout)
         let output = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
         let errors = errorPath.flatMap { try? String(contentsOfFile: $0, encoding: .utf8) } ?? ""
@@ -143,11 +149,11 @@ public enum CommandRunner {
 
     /// Starts a program with stdout and stderr appended to `outputPath`; the caller waits for it.
     public static func spawn(_ executable: String, _ arguments: [String], as user: OSUser? = nil,
-        environment: [String: String] = [:], outputPath: String, errorPath: String? = nil) throws -> ChildProcess
+        environment: [String: String] = [:], clearing: Set<String> = [], outputPath: String, errorPath: String? = nil) throws -> ChildProcess
     {
         var argv = [executable] + arguments
         var program = executable
-        var env = ProcessInfo.processInfo.environment
+        var env = ProcessInfo.processInfo.environment.filter { !clearing.contains($0.key) }
         for (k, v) in environment { env[k] = v }
         if let user, geteuid() == 0, user.uid != 0 {
             program = "/usr/bin/setpriv"

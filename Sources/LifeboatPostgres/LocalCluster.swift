@@ -111,7 +111,7 @@ public struct LocalCluster: Sendable {
         let options = "-p \(port) -k \(socketDirectory) -c listen_addresses=\(listenAddresses)"
         let result = try await CommandRunner.run(binaries.path("pg_ctl"),
             ["-D", dataDirectory, "-l", logFile, "-o", options, "-w", "-t", String(Int(timeout)), "start"],
-            as: user, environment: environment, check: false, timeout: timeout + 30)
+            as: user, environment: environment, clearing: CommandRunner.secrets, check: false, timeout: timeout + 30)
         if result.status != 0 {
             throw LifeboatError(.recoveryFailed, "PostgreSQL did not start on \(dataDirectory)",
                 hint: "server log \(logFile) ends with:\n" + logTail())

@@ -83,6 +83,7 @@ public struct RestoreEngine: Sendable {
         //    (backup, timeline, WAL present and continuous) holds.
         try Self.checkNewOrEmpty(dest, what: "the destination")
         let plan = try await self.plan(options)
+        try Self.checkNewOrEmpty(dest + ".tablespaces", what: "the restore's tablespace directory")
         for (_, dir) in plan.tablespaceDirectories.sorted(by: { $0.key < $1.key }) {
             try Self.checkNewOrEmpty(dir, what: "the tablespace directory")
         }
@@ -110,6 +111,13 @@ public struct RestoreEngine: Sendable {
         for (_, dir) in plan.tablespaceDirectories {
             try Self.prepare(dir, cleanup: cleanup)
             serverUser?.own(dir)
+        }
+        // Where tablespaces created in the WAL after the backup go (the guard, running as the
+        // server's user, creates them there); removed at the end of recovery when left empty.
+        let tablespaceParent = dest + ".tablespaces"
+        if !FileManager.default.fileExists(atPath: tablespaceParent) {
+            try Self.prepare(tablespaceParent, cleanup: cleanup)
+            serverUser?.own(tablespaceParent)
         }
         if let serverUser {
             // A server running as another user must reach its tablespaces through their parent.
@@ -166,7 +174,8 @@ public struct RestoreEngine: Sendable {
         let guardian = try TablespaceGuard.forDataDirectory(dest)
         let ahead = options.standby == nil ? options.walPrefetch : 0
         let prefetcher = Task { [spool] in
-            await archive.prefetch(into: spool, from: record.startSegment, segmentSize: record.walSegmentSize, ahead: ahead, guard: guardian)
+            await archive.prefetch(into: spool, from: record.startSegment, segmentSize: record.walSegmentSize, ahead: ahead, guard: guardian,
+                graph: plan.graph, timeline: plan.timeline)
         }
         defer { prefetcher.cancel() }
         do {
@@ -202,11 +211,9 @@ public struct RestoreEngine: Sendable {
                         + " (the archive on timeline \(plan.timeline) reaches segment \(plan.lastNeededSegment?.name ?? "?"))",
                     hint: "a WAL segment could not be read or replayed; the server log \(cluster.logFile) tells why; the restore was removed")
             }
-            if let guardian {
-                for r in guardian.redirects() where !report.tablespaces.contains(where: { $0.oid == r.oid }) {
-                    report.tablespaces.append(RestoredTablespace(oid: r.oid, name: nil, directory: r.directory, createdInWAL: true))
-                }
-            }
+            // Where every tablespace lives now, asked of the server: one created in the WAL after the
+            // backup was redirected by the guard (the server's recovery_end_command already cleaned up).
+            report.tablespaces = try await Self.tablespaces(cluster: cluster, inBackup: Set(plan.tablespaceDirectories.keys), logger: log)
             // What a restore that ends leaves behind: no recovery block, no key, no spool.
             try RecoveryFinish.run(dataDirectory: dest)
             report.keyHandoff = nil
@@ -216,6 +223,22 @@ public struct RestoreEngine: Sendable {
         report.started = true
         report.port = options.port
         cleanup.cluster = nil
+    }
+
+    /// The promoted server's tablespaces and their directories; those the backup did not hold were
+    /// created in the WAL.
+    static func tablespaces(cluster: LocalCluster, inBackup: Set<UInt32>, logger: Logger) async throws -> [RestoredTablespace] {
+        let session = try await PostgresSession.connect(cluster.endpoint(), logger: logger)
+        defer { Task { await session.close() } }
+        let rows = try await session.query(
+            "SELECT oid::text, spcname, pg_tablespace_location(oid) FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global') ORDER BY oid")
+        return rows.compactMap { r in
+            guard r.count == 3, let oid = r[0].flatMap({ UInt32($0) }) else { return nil }
+            let link = cluster.dataDirectory + "/pg_tblspc/\(oid)"
+            let directory = (try? FileManager.default.destinationOfSymbolicLink(atPath: link)) ?? (r[2] ?? "")
+            return RestoredTablespace(oid: oid, name: r[1], directory: directory,
+                createdInWAL: !inBackup.contains(oid))
+        }
     }
 
     /// Turns "the server stopped" into what happened, with the plan's knowledge of the archive.
@@ -532,7 +555,11 @@ public enum RecoveryFinish {
                 try FileIO.replaceAtomically(path, with: Data(after.utf8), mode: 0o600, owner: owner)
             }
         }
-        try TablespaceGuard.forDataDirectory(dataDirectory)?.finish()
+        let guardian = try TablespaceGuard.forDataDirectory(dataDirectory)
+        guardian?.finish()
+        if let parent = guardian?.plan.defaultParent, (try? FileManager.default.contentsOfDirectory(atPath: parent))?.isEmpty == true {
+            rmdir(parent)
+        }
         try? FileManager.default.removeItem(atPath: TablespaceGuard.recoveryDirectory(dataDirectory: dataDirectory))
         WALPrefetchSpool(dataDirectory: dataDirectory).remove()
     }

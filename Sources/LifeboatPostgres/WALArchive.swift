@@ -70,11 +70,12 @@ public struct WALArchive: Sendable {
 }
 
 extension WALArchive {
-    /// Keeps up to `ahead` segments of `timeline`, from `first` on, in `spool` while a restored server
-    /// recovers, so its `restore_command` calls take them from there: run by `restore --start`, which
-    /// has the repository open already. Stops at the first segment not archived, or when cancelled.
+    /// Keeps up to `ahead` segments, from `first` on, in `spool` while a restored server recovers,
+    /// so its `restore_command` calls take them from there: run by `restore --start`, which has the
+    /// repository open already. With `graph`, follows the line of `timeline` across switches (the
+    /// segments the server will ask for); stops at the first segment not archived, or when cancelled.
     public func prefetch(into spool: WALPrefetchSpool, from first: WALSegment, segmentSize: UInt64, ahead: Int,
-        guard guardian: TablespaceGuard? = nil) async
+        guard guardian: TablespaceGuard? = nil, graph: TimelineGraph? = nil, timeline: UInt32? = nil) async
     {
         var number = first.number(segmentSize: segmentSize)
         while !Task.isCancelled {
@@ -82,7 +83,8 @@ extension WALArchive {
                 try? await Task.sleep(for: .milliseconds(20))
                 continue
             }
-            let segment = WALSegment(timeline: first.timeline, number: number, segmentSize: segmentSize)
+            let segment = graph.flatMap { g in timeline.map { g.segment(number, on: $0) } }
+                ?? WALSegment(timeline: first.timeline, number: number, segmentSize: segmentSize)
             number += 1
             if spool.holds(segment.name) { continue }
             guard await self.spool(segment, into: spool, guard: guardian) else { return }

@@ -112,6 +112,44 @@ public struct TestPostgres: Sendable {
     }
 
     public func stop() async throws { try await cluster.stop() }
+
+    /// Starts this cluster again after `stop`.
+    public func startAgain() async throws { try await cluster.start(timeout: 60) }
+
+    /// A streaming replica of this cluster made with `pg_basebackup -R` (it inherits the archive
+    /// settings, and archives once promoted, as a real replica does).
+    public func streamingReplica(name: String, settings: [String: String] = [:]) async throws -> TestPostgres {
+        let dir = sandbox.path(name)
+        try await CommandRunner.run(cluster.binaries.path("pg_basebackup"),
+            ["-h", cluster.socketDirectory, "-p", String(port), "-U", cluster.superuser, "-D", dir, "-R", "-X", "stream", "-c", "fast"],
+            as: sandbox.user, timeout: 300)
+        let replica = TestPostgres(cluster: LocalCluster(dataDirectory: dir, port: TestSandbox.freePort(), socketDirectory: sandbox.root,
+            binaries: cluster.binaries, user: sandbox.user), sandbox: sandbox)
+        if !settings.isEmpty { try replica.cluster.appendSettings(settings) }
+        try await replica.cluster.start(timeout: 60)
+        return replica
+    }
+
+    /// Waits until this standby has replayed everything `primary` has written so far.
+    public func waitForReplay(of primary: TestPostgres, timeout: TimeInterval = 60) async throws {
+        let target = try await primary.value("SELECT pg_current_wal_lsn()::text") ?? ""
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if try await value("SELECT pg_last_wal_replay_lsn() >= '\(target)'::pg_lsn") == "true" { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw LifeboatError(.timeout, "the standby did not replay up to \(target) within \(timeout)s")
+    }
+
+    /// Promotes this standby and waits until it accepts writes.
+    public func promote() async throws {
+        _ = try await query("SELECT pg_promote(true, 60)")
+        let deadline = Date().addingTimeInterval(60)
+        while try await value("SELECT pg_is_in_recovery()::text") != "false" {
+            guard Date() < deadline else { throw LifeboatError(.timeout, "the standby was not promoted") }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
 }
 
 /// Restores with the library, the way `lifeboat restore --start` does, into a fresh sandbox directory.
