@@ -1,3 +1,7 @@
+/// LifeboatAWS owns Lifeboat's calls to AWS control planes for the seed's deployment: Aurora/RDS
+/// clusters and snapshots, ECS services, ECR images, Route 53, Secrets Manager, S3 object versions,
+/// and the read-only checks runbooks make before they change anything. Every call goes through
+/// LifeboatAWSCore's one signed client.
 import Foundation
 import LifeboatAWSCore
 import LifeboatCore
@@ -16,9 +20,17 @@ public struct AuroraCluster: Sendable, Equatable, Codable {
     public var arn: String?
     /// Instances in the cluster.
     public var members: [String]
+    /// The writer instance, if the cluster has one.
+    public var writer: String?
+    /// Serverless v2 capacity, when the cluster has it (instances of class db.serverless need it).
+    public var serverlessMinCapacity: Double?
+    public var serverlessMaxCapacity: Double?
 
     init(_ x: AWSXML) {
         members = x.all("DBClusterMember").compactMap { $0.child("DBInstanceIdentifier") }
+        writer = x.all("DBClusterMember").first { $0.child("IsClusterWriter") == "true" }?.child("DBInstanceIdentifier")
+        serverlessMinCapacity = x.first("ServerlessV2ScalingConfiguration")?.child("MinCapacity").flatMap(Double.init)
+        serverlessMaxCapacity = x.first("ServerlessV2ScalingConfiguration")?.child("MaxCapacity").flatMap(Double.init)
         identifier = x.child("DBClusterIdentifier") ?? ""
         status = x.child("Status") ?? "unknown"
         engine = x.child("Engine")
@@ -60,7 +72,9 @@ public struct AuroraRestoreTarget: Sendable, Equatable {
     /// An instance to create in the restored cluster (a cluster has no compute without one), e.g.
     /// `db.serverless` as in the seed, or `db.r6g.large`.
     public var instanceClass: String?
-    /// Serverless v2 capacity, as the seed's `modify-db-cluster --serverless-v2-scaling-configuration`.
+    /// Serverless v2 capacity (the seed's `--serverless-v2-scaling-configuration`), given in the
+    /// restore call itself: AWS refuses `ModifyDBCluster` while the new cluster is still `creating`,
+    /// and refuses a `db.serverless` instance in a cluster without it.
     public var minCapacity: Double?
     public var maxCapacity: Double?
 
@@ -82,7 +96,26 @@ public struct AuroraRestoreTarget: Sendable, Equatable {
         p += securityGroupIDs.enumerated().map { ("VpcSecurityGroupIds.VpcSecurityGroupId.\($0.offset + 1)", $0.element) }
         if let subnetGroup { p.append(("DBSubnetGroupName", subnetGroup)) }
         if let kmsKeyID { p.append(("KmsKeyId", kmsKeyID)) }
+        if minCapacity != nil || maxCapacity != nil {
+            p.append(("ServerlessV2ScalingConfiguration.MinCapacity", String(minCapacity ?? 0.5)))
+            p.append(("ServerlessV2ScalingConfiguration.MaxCapacity", String(maxCapacity ?? max(1, minCapacity ?? 1))))
+        }
         return p
+    }
+
+    /// The instance made in the restored cluster.
+    public var instanceIdentifier: String { "\(cluster)-instance-1" }
+
+    /// What AWS would refuse, found before anything is created.
+    public func validate() throws {
+        if instanceClass == "db.serverless", minCapacity == nil || maxCapacity == nil {
+            throw LifeboatError(.invalidUsage,
+                "an instance of class db.serverless needs serverless v2 capacity: give min_capacity and max_capacity (the seed uses 0.5 and 1.0)",
+                hint: "AWS refuses a db.serverless instance in a cluster without ServerlessV2ScalingConfiguration")
+        }
+        if let lo = minCapacity, let hi = maxCapacity, lo > hi || lo < 0.5 || hi > 256 {
+            throw LifeboatError(.invalidUsage, "serverless capacity \(lo)-\(hi) ACU is outside 0.5-256 or inverted")
+        }
     }
 }
 
@@ -180,6 +213,7 @@ public struct AuroraClusters: Sendable {
     /// The seed's `restore-db-cluster-to-point-in-time` into a new cluster (never over the source);
     /// `time` nil restores to the latest restorable time. Then the instance and capacity, if asked.
     public func restoreToPointInTime(source: String, time: Date?, into target: AuroraRestoreTarget) async throws -> AuroraCluster {
+        try target.validate()
         try await refuseExisting(target.cluster)
         var p: [(String, String)] = [("DBClusterIdentifier", target.cluster), ("SourceDBClusterIdentifier", source)]
         if let time {
@@ -204,6 +238,7 @@ public struct AuroraClusters: Sendable {
 
     /// `restore-db-cluster-from-snapshot` into a new cluster.
     public func restoreFromSnapshot(_ snapshot: String, engine: String, into target: AuroraRestoreTarget) async throws -> AuroraCluster {
+        try target.validate()
         try await refuseExisting(target.cluster)
         let p: [(String, String)] = [("DBClusterIdentifier", target.cluster), ("SnapshotIdentifier", snapshot), ("Engine", engine)]
         let answer = try await client.query("RestoreDBClusterFromSnapshot", version: Self.version, p + target.parameters)
@@ -238,22 +273,85 @@ public struct AuroraClusters: Sendable {
         }
     }
 
-    /// The instance and serverless capacity of a restored cluster.
+    /// The instance of a restored cluster (its capacity was given in the restore call). AWS accepts
+    /// the instance while the cluster is still `creating`; both are waited for afterwards.
     func finish(_ target: AuroraRestoreTarget, engine: String?) async throws {
-        if target.minCapacity != nil || target.maxCapacity != nil {
-            _ = try await client.query("ModifyDBCluster", version: Self.version, [
-                ("DBClusterIdentifier", target.cluster),
-                ("ServerlessV2ScalingConfiguration.MinCapacity", String(target.minCapacity ?? 0.5)),
-                ("ServerlessV2ScalingConfiguration.MaxCapacity", String(target.maxCapacity ?? max(1, target.minCapacity ?? 1))),
-                ("ApplyImmediately", "true"),
-            ])
-        }
         if let instanceClass = target.instanceClass {
             _ = try await client.query("CreateDBInstance", version: Self.version, [
-                ("DBInstanceIdentifier", "\(target.cluster)-instance-1"), ("DBClusterIdentifier", target.cluster),
+                ("DBInstanceIdentifier", target.instanceIdentifier), ("DBClusterIdentifier", target.cluster),
                 ("DBInstanceClass", instanceClass), ("Engine", engine ?? "aurora-postgresql"),
             ])
         }
+    }
+
+    /// An instance's status (`creating`, `available`, ...).
+    public func instanceStatus(_ instance: String) async throws -> String {
+        let answer = try await Self.notFound(.dbInstanceNotFound, "DB instance \(instance) not found in \(client.account.region)") {
+            try await client.query("DescribeDBInstances", version: Self.version, [("DBInstanceIdentifier", instance)])
+        }
+        return answer.all("DBInstance").first { $0.child("DBInstanceIdentifier") == instance }?.child("DBInstanceStatus") ?? "unknown"
+    }
+
+    /// Polls until the cluster and every instance in it are `available`: an endpoint answers only
+    /// once its writer instance is up (the seed's `wait db-cluster-available` covers the cluster alone).
+    public func waitReady(_ cluster: String, timeout: TimeInterval, poll: TimeInterval) async throws -> AuroraCluster {
+        let deadline = Date().addingTimeInterval(timeout)
+        let c = try await waitAvailable(cluster, timeout: timeout, poll: poll)
+        for instance in c.members {
+            _ = try await AWSWait.until(what: "instance \(instance) of \(cluster) to become available",
+                timeout: max(1, deadline.timeIntervalSinceNow), every: poll) {
+                let status = try await instanceStatus(instance)
+                if ["failed", "incompatible-parameters", "inaccessible-encryption-credentials"].contains(status) {
+                    throw LifeboatError(.externalCommand, "instance \(instance) is \(status)", hint: "see the RDS events of the instance")
+                }
+                return status == "available" ? true : nil
+            }
+        }
+        return try await describe(cluster)
+    }
+
+    /// The subnet group exists in this region.
+    public func checkSubnetGroup(_ name: String) async throws {
+        _ = try await Self.notFound(.dbSubnetGroupNotFound, "DB subnet group \(name) not found in \(client.account.region)") {
+            try await client.query("DescribeDBSubnetGroups", version: Self.version, [("DBSubnetGroupName", name)])
+        }
+    }
+
+    /// Read-only checks of a restore, before anything is created or stopped: the source (cluster,
+    /// and the point within its restorable window, or the snapshot), the target's name free, the
+    /// subnet group, and what AWS would refuse in the target's shape. One line per check.
+    public func preflightRestore(source: String?, snapshot: String?, time: Date?, into target: AuroraRestoreTarget) async throws -> [String] {
+        var done: [String] = []
+        try target.validate()
+        if let snapshot {
+            let s = try await self.snapshot(snapshot)
+            guard s.status == "available" else {
+                throw LifeboatError(.invalidUsage, "snapshot \(snapshot) is \(s.status), not available: a restore from it would fail")
+            }
+            done.append("snapshot \(snapshot) is available")
+        } else if let source {
+            let c = try await describe(source)
+            if let time {
+                if let earliest = c.earliestRestorableTime, time < earliest {
+                    throw LifeboatError(.notFound, "\(Timestamp.format(time)) is before \(source)'s earliest restorable time \(Timestamp.format(earliest))",
+                        hint: "restore from a manual snapshot instead, or pick a later time")
+                }
+                if let latest = c.latestRestorableTime, time > latest {
+                    throw LifeboatError(.notFound, "\(Timestamp.format(time)) is after \(source)'s latest restorable time \(Timestamp.format(latest))",
+                        hint: "use the latest restorable time (omit the time) or wait for it to advance")
+                }
+                done.append("\(Timestamp.format(time)) is within \(source)'s restorable window")
+            } else {
+                done.append("\(source) exists (restore to its latest restorable time)")
+            }
+        }
+        try await refuseExisting(target.cluster)
+        done.append("the target cluster name \(target.cluster) is free")
+        if let group = target.subnetGroup {
+            try await checkSubnetGroup(group)
+            done.append("subnet group \(group) exists")
+        }
+        return done
     }
 
     /// Turns AWS's "not found" fault into Lifeboat's not-found error (exit 6).

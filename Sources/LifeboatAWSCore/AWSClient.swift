@@ -325,18 +325,22 @@ enum AWSHTTP {
 
 /// Waiting on AWS operations that finish later (clusters, snapshots, deployments, DNS changes).
 public enum AWSWait {
-    /// Calls `check` until it returns a value, every `every` seconds, for at most `timeout`.
+    /// Calls `check` until it returns a value, for at most `timeout`: soon at first (one second,
+    /// doubling), then every `every` seconds, so a quick change is seen quickly and a slow one does
+    /// not cost a call a second.
     public static func until<T: Sendable>(what: String, timeout: TimeInterval, every: TimeInterval,
         _ check: () async throws -> T?) async throws -> T
     {
         let deadline = Date().addingTimeInterval(timeout)
+        var delay = min(1, every)
         while true {
             if let done = try await check() { return done }
             guard Date() < deadline else {
                 throw LifeboatError(.timeout, "gave up waiting for \(what) after \(HumanDuration.format(timeout))",
                     hint: "it may still finish: check it in the console or with a status step before running the step again")
             }
-            try await Task.sleep(for: .seconds(every))
+            try await Task.sleep(for: .seconds(min(delay, max(0.01, deadline.timeIntervalSinceNow))))
+            delay = min(every, delay * 2)
         }
     }
 }

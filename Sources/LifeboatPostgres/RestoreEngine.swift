@@ -262,7 +262,7 @@ public struct RestoreEngine: Sendable {
 
     // MARK: - files
 
-    static func checkNewOrEmpty(_ path: String, what: String) throws {
+    public static func checkNewOrEmpty(_ path: String, what: String) throws {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { return }
         guard isDir.boolValue else {

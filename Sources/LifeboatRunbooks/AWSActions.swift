@@ -8,8 +8,8 @@ import LifeboatCore
 /// `region`, `endpoint` and `profile` inputs override the configuration's `aws:` section.
 enum AWSActions {
     static var all: [RunbookAction] {
-        [rdsStatus, rdsSnapshot, rdsCopySnapshot, rdsRestore, rdsDeleteCluster, rdsDeleteSnapshot, ecsStatus, ecsScale, ecsRedeploy, ecsRollback, route53Switch, secretsRestore, secretsPut,
-         StateActions.restoreVersion]
+        [rdsStatus, rdsExpect, rdsSnapshot, rdsCopySnapshot, rdsRestore, rdsDeleteCluster, rdsDeleteSnapshot, ecsStatus, ecsExpect, ecsScale,
+         ecsRedeploy, ecsRollback, route53Switch, secretsRestore, secretsPut, StateActions.restoreVersion, StateActions.terraformOutput]
     }
 
     static func client(_ service: AWSService, _ inputs: StepInputs, _ ctx: RunbookContext) throws -> AWSClient {
@@ -53,8 +53,22 @@ enum AWSActions {
         cluster(try await AuroraClusters(client: try client(.rds, inputs, ctx)).describe(try inputs.string("cluster")))
     }
 
+    /// A post-condition: the cluster and its instances are available (waiting up to `timeout`).
+    static let rdsExpect = RunbookAction(name: "aws.rds.expect", destructive: false,
+        describe: { "expect Aurora cluster \($0.optional("cluster") ?? "?") and its instances available" }
+    ) { inputs, ctx in
+        let w = try wait(inputs, timeout: 1800)
+        return cluster(try await AuroraClusters(client: try client(.rds, inputs, ctx)).waitReady(try inputs.string("cluster"),
+            timeout: w.timeout, poll: w.poll))
+    }
+
     static let rdsSnapshot = RunbookAction(name: "aws.rds.snapshot", destructive: false,
-        describe: { "snapshot Aurora cluster \($0.optional("cluster") ?? "?") as \($0.optional("snapshot") ?? "<cluster>-lifeboat-<time>")" }
+        describe: { "snapshot Aurora cluster \($0.optional("cluster") ?? "?") as \($0.optional("snapshot") ?? "<cluster>-lifeboat-<time>")" },
+        preflight: { inputs, ctx in
+            let name = try inputs.string("cluster")
+            let c = try await AuroraClusters(client: try client(.rds, inputs, ctx)).describe(name)
+            return ["cluster \(name) exists (\(c.status))"]
+        }
     ) { inputs, ctx in
         let name = try inputs.string("cluster")
         let id = inputs.optional("snapshot") ?? "\(name)-lifeboat-\(TimestampID.make(Date()).prefix(15).replacingOccurrences(of: "-", with: ""))"
@@ -67,39 +81,76 @@ enum AWSActions {
         return out
     }
 
+    /// Empty inputs (a runbook var left "") mean "not given".
+    static func given(_ inputs: StepInputs, _ key: String) -> String? { inputs.optional(key).flatMap { $0.isEmpty ? nil : $0 } }
+
+    static func restoreTarget(_ inputs: StepInputs) throws -> AuroraRestoreTarget {
+        func number(_ key: String) throws -> Double? {
+            guard let text = given(inputs, key) else { return nil }
+            guard let v = Double(text) else { throw LifeboatError(.invalidUsage, "\(key) of step '\(inputs.step)' must be a number") }
+            return v
+        }
+        return AuroraRestoreTarget(cluster: try inputs.string("target_cluster"), securityGroupIDs: securityGroups(inputs),
+            subnetGroup: given(inputs, "subnet_group"), kmsKeyID: given(inputs, "kms_key_id"), instanceClass: given(inputs, "instance_class"),
+            minCapacity: try number("min_capacity"), maxCapacity: try number("max_capacity"))
+    }
+
+    static func securityGroups(_ inputs: StepInputs) -> [String] {
+        (inputs.list("security_groups").compactMap(\.text)
+            + (inputs.optional("security_groups")?.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } ?? []))
+            .filter { !$0.isEmpty }
+    }
+
+    /// The point in time a restore step asks for: `time`, `minutes_ago` (empty: the latest restorable time).
+    static func restoreTime(_ inputs: StepInputs) throws -> Date? {
+        if let text = given(inputs, "time") { return try Timestamp.parse(text) }
+        if let minutes = given(inputs, "minutes_ago") {
+            guard let m = Double(minutes) else { throw LifeboatError(.invalidUsage, "minutes_ago of step '\(inputs.step)' must be a number") }
+            return Date().addingTimeInterval(-m * 60)
+        }
+        return nil
+    }
+
     static let rdsRestore = RunbookAction(name: "aws.rds.restore", destructive: false,
         describe: { i in
-            let from = i.optional("snapshot").map { "snapshot \($0)" }
-                ?? "\(i.optional("source_cluster") ?? "?") at \(i.optional("time") ?? i.optional("minutes_ago").map { "\($0) minutes ago" } ?? "the latest restorable time")"
+            let from = i.optional("snapshot").flatMap { $0.isEmpty ? nil : "snapshot \($0)" }
+                ?? "\(i.optional("source_cluster") ?? "?") at \(given(i, "time") ?? given(i, "minutes_ago").map { "\($0) minutes ago" } ?? "the latest restorable time")"
             return "restore \(from) into the new cluster \(i.optional("target_cluster") ?? "?")"
+                + (given(i, "instance_class").map { " with a \($0) instance" } ?? "")
+                + (given(i, "min_capacity").map { " (\($0)-\(given(i, "max_capacity") ?? "?") ACU)" } ?? "")
+        },
+        preflight: { inputs, ctx in
+            let target = try restoreTarget(inputs)
+            let rds = AuroraClusters(client: try client(.rds, inputs, ctx))
+            var done = try await rds.preflightRestore(source: given(inputs, "source_cluster"), snapshot: given(inputs, "snapshot"),
+                time: try restoreTime(inputs), into: target)
+            let checks = ResourceChecks(ec2: try client(.ec2, inputs, ctx), kms: try client(.kms, inputs, ctx))
+            if !target.securityGroupIDs.isEmpty {
+                try await checks.checkSecurityGroups(target.securityGroupIDs)
+                done.append("security group(s) \(target.securityGroupIDs.joined(separator: ", ")) exist")
+            }
+            if let key = target.kmsKeyID {
+                try await checks.checkKey(key)
+                done.append("KMS key \(key) exists in the region")
+            }
+            return done
         }
     ) { inputs, ctx in
-        // Empty inputs (a runbook var left "") mean "not given".
-        func given(_ key: String) -> String? { inputs.optional(key).flatMap { $0.isEmpty ? nil : $0 } }
-        let target = AuroraRestoreTarget(cluster: try inputs.string("target_cluster"),
-            securityGroupIDs: (inputs.list("security_groups").compactMap(\.text)
-                + (inputs.optional("security_groups")?.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } ?? []))
-                .filter { !$0.isEmpty },
-            subnetGroup: given("subnet_group"), kmsKeyID: given("kms_key_id"), instanceClass: given("instance_class"),
-            minCapacity: given("min_capacity").flatMap(Double.init), maxCapacity: given("max_capacity").flatMap(Double.init))
+        let target = try restoreTarget(inputs)
         let rds = AuroraClusters(client: try client(.rds, inputs, ctx))
         var restored: AuroraCluster
         var point = "latest restorable time"
-        if let snapshot = given("snapshot") {
+        if let snapshot = given(inputs, "snapshot") {
             restored = try await rds.restoreFromSnapshot(snapshot, engine: inputs.optional("engine") ?? "aurora-postgresql", into: target)
             point = "snapshot \(snapshot)"
         } else {
-            var time: Date?
-            if let text = given("time") { time = try Timestamp.parse(text) }
-            if let minutes = given("minutes_ago") {
-                guard let m = Double(minutes) else { throw LifeboatError(.invalidUsage, "minutes_ago of step '\(inputs.step)' must be a number") }
-                time = Date().addingTimeInterval(-m * 60)
-            }
+            let time = try restoreTime(inputs)
             if let time { point = Timestamp.format(time) }
             restored = try await rds.restoreToPointInTime(source: try inputs.string("source_cluster"), time: time, into: target)
         }
         let w = try wait(inputs, timeout: 7200)
-        if w.wait { restored = try await rds.waitAvailable(target.cluster, timeout: w.timeout, poll: w.poll) }
+        // The endpoint answers once the writer instance is up: wait for the cluster and its instances.
+        if w.wait { restored = try await rds.waitReady(target.cluster, timeout: w.timeout, poll: w.poll) }
         return cluster(restored).merging(["restored_to": point]) { $1 }
     }
 
@@ -107,6 +158,27 @@ enum AWSActions {
     static let rdsCopySnapshot = RunbookAction(name: "aws.rds.copy-snapshot", destructive: false,
         describe: { i in
             "copy snapshot \(i.optional("snapshot") ?? "?") from \(i.optional("source_region") ?? "this region") to \(i.optional("region") ?? "the configured region") as \(i.optional("target_snapshot") ?? "?")\(i.optional("kms_key_id").map { " under key \($0)" } ?? "")"
+        },
+        preflight: { inputs, ctx in
+            var done: [String] = []
+            let here = try client(.rds, inputs, ctx)
+            let source = try inputs.string("snapshot")
+            let sourceRDS = AuroraClusters(client: try given(inputs, "source_region").map { try here.inRegion($0) } ?? here)
+            if !source.hasPrefix("arn:") {
+                _ = try await sourceRDS.snapshot(source)
+                done.append("snapshot \(source) exists in \(sourceRDS.client.account.region)")
+            }
+            let target = try inputs.string("target_snapshot")
+            if (try? await AuroraClusters(client: here).snapshot(target)) != nil {
+                throw LifeboatError(.targetNotEmpty, "snapshot \(target) already exists in \(here.account.region)",
+                    hint: "choose a new target_snapshot name")
+            }
+            done.append("snapshot name \(target) is free in \(here.account.region)")
+            if let key = given(inputs, "kms_key_id") {
+                try await ResourceChecks(ec2: try client(.ec2, inputs, ctx), kms: try client(.kms, inputs, ctx)).checkKey(key)
+                done.append("KMS key \(key) exists in \(here.account.region)")
+            }
+            return done
         }
     ) { inputs, ctx in
         let rds = AuroraClusters(client: try client(.rds, inputs, ctx))
@@ -141,47 +213,108 @@ enum AWSActions {
     }
 
     static let ecsStatus = RunbookAction(name: "aws.ecs.status", destructive: false,
-        describe: { "describe ECS service \($0.optional("service") ?? "?") in \($0.optional("cluster") ?? "?")" }
+        describe: { "describe ECS service \($0.optional("service") ?? "?") in \($0.optional("cluster") ?? "?")" },
+        preflight: { inputs, ctx in try await checkServices(inputs, ctx) }
     ) { inputs, ctx in
         service(try await ECSServices(client: try client(.ecs, inputs, ctx)).describe(cluster: try inputs.string("cluster"),
             service: try inputs.string("service")))
     }
 
+    /// The cluster and every named service exist.
+    static func checkServices(_ inputs: StepInputs, _ ctx: RunbookContext) async throws -> [String] {
+        let ecs = ECSServices(client: try client(.ecs, inputs, ctx))
+        let cluster = try inputs.string("cluster")
+        var done: [String] = []
+        for name in try services(inputs) {
+            let s = try await ecs.describe(cluster: cluster, service: name)
+            done.append("service \(name) in \(cluster): \(s.desiredCount) desired, \(s.runningCount) running")
+        }
+        return done
+    }
+
+    /// "api=2,web=3" as a mapping.
+    static func parseCounts(_ text: String) -> [String: Int] {
+        Dictionary(text.split(separator: ",").compactMap { p -> (String, Int)? in
+            let kv = p.split(separator: "=")
+            guard kv.count == 2, let n = Int(kv[1].trimmingCharacters(in: .whitespaces)) else { return nil }
+            return (String(kv[0]).trimmingCharacters(in: .whitespaces), n)
+        }, uniquingKeysWith: { $1 })
+    }
+
+    /// The count a service is to have: from `counts` (what an earlier step found, "api=2,web=3"),
+    /// where that is above 0, else `desired_count` (the runbook's declared desired state). A count
+    /// of 0 found by a stop is never what a restart restores.
+    static func wantedCount(_ name: String, _ inputs: StepInputs) throws -> Int {
+        let fallback = given(inputs, "desired_count").flatMap(Int.init)
+        if let counts = given(inputs, "counts") {
+            let found = parseCounts(counts)[name]
+            if let n = found, n > 0 { return n }
+            guard let fallback else {
+                throw LifeboatError(.invalidUsage, "counts of step '\(inputs.step)' have \(found.map { "\($0)" } ?? "no count") for \(name), and no desired_count says what it should run",
+                    hint: "declare the desired count (the seed's 2) in desired_count")
+            }
+            return fallback
+        }
+        guard let fallback else { throw LifeboatError(.invalidUsage, "step '\(inputs.step)' needs desired_count or counts") }
+        return fallback
+    }
+
     /// The seed's "stop all write operations (scale services to 0)" and the later scale back up.
-    /// `previous_counts` ("api=2,web=3") is what to scale back to.
+    /// `previous_counts` ("api=2,web=3") records what the services had before: a state output, so a
+    /// run after a failed one restores the counts the *first* attempt found.
     static let ecsScale = RunbookAction(name: "aws.ecs.scale", destructive: true,
-        describe: { i in "scale ECS service(s) \((try? services(i))?.joined(separator: ", ") ?? "?") in \(i.optional("cluster") ?? "?") to \(i.optional("desired_count") ?? "?")" }
+        describe: { i in
+            let to = given(i, "counts").map { "their counts (\($0); \(given(i, "desired_count") ?? "?") where none)" } ?? i.optional("desired_count") ?? "?"
+            return "scale ECS service(s) \((try? services(i))?.joined(separator: ", ") ?? "?") in \(i.optional("cluster") ?? "?") to \(to)"
+        },
+        preflight: { inputs, ctx in try await checkServices(inputs, ctx) },
+        stateOutputs: ["previous_counts"]
     ) { inputs, ctx in
         let ecs = ECSServices(client: try client(.ecs, inputs, ctx))
         let cluster = try inputs.string("cluster")
         let names = try services(inputs)
         var previous: [String] = []
+        var set: [String] = []
         for name in names {
             let before = try await ecs.describe(cluster: cluster, service: name)
             previous.append("\(name)=\(before.desiredCount)")
-            let count: Int
-            if let counts = inputs.optional("counts") {
-                // Scale back to what an earlier step recorded: "api=2,web=3".
-                let pairs = Dictionary(counts.split(separator: ",").compactMap { p -> (String, Int)? in
-                    let kv = p.split(separator: "=")
-                    return kv.count == 2 ? (String(kv[0]).trimmingCharacters(in: .whitespaces), Int(kv[1]) ?? 0) : nil
-                }, uniquingKeysWith: { $1 })
-                guard let c = pairs[name] else { throw LifeboatError(.invalidUsage, "counts of step '\(inputs.step)' has no count for \(name)") }
-                count = c
-            } else {
-                count = try inputs.int("desired_count")
-            }
+            let count = try wantedCount(name, inputs)
+            set.append("\(name)=\(count)")
             try await ecs.update(cluster: cluster, service: name, desiredCount: count,
                 forceNewDeployment: inputs.bool("force_new_deployment", default: false))
         }
         let w = try wait(inputs, timeout: 1800)
         if w.wait { for name in names { _ = try await ecs.waitStable(cluster: cluster, service: name, timeout: w.timeout, poll: w.poll) } }
-        return ["previous_counts": previous.joined(separator: ","), "services": names.joined(separator: ",")]
+        return ["previous_counts": previous.joined(separator: ","), "counts": set.joined(separator: ","), "services": names.joined(separator: ",")]
+    }
+
+    /// A post-condition: every service at the count it should have (as `aws.ecs.scale` computes it)
+    /// and steady, waiting up to `timeout`.
+    static let ecsExpect = RunbookAction(name: "aws.ecs.expect", destructive: false,
+        describe: { i in "expect ECS service(s) \((try? services(i))?.joined(separator: ", ") ?? "?") at their desired count and steady" }
+    ) { inputs, ctx in
+        let ecs = ECSServices(client: try client(.ecs, inputs, ctx))
+        let cluster = try inputs.string("cluster")
+        let w = try wait(inputs, timeout: 900)
+        var seen: [String] = []
+        let declared = given(inputs, "counts") != nil || given(inputs, "desired_count") != nil
+        for name in try services(inputs) {
+            // Without counts, the service's own desired count, which must not be 0.
+            let want = declared ? try wantedCount(name, inputs) : nil
+            let s = try await AWSWait.until(what: "service \(name) to run \(want.map(String.init) ?? "its") task(s) steadily", timeout: w.timeout,
+                every: w.poll) {
+                let s = try await ecs.describe(cluster: cluster, service: name)
+                return s.desiredCount == (want ?? max(1, s.desiredCount)) && s.steady ? s : nil
+            }
+            seen.append("\(name)=\(s.runningCount)")
+        }
+        return ["running": seen.joined(separator: ",")]
     }
 
     /// The seed's "force new deployment".
     static let ecsRedeploy = RunbookAction(name: "aws.ecs.redeploy", destructive: true,
-        describe: { i in "force a new deployment of \((try? services(i))?.joined(separator: ", ") ?? "?") in \(i.optional("cluster") ?? "?")" }
+        describe: { i in "force a new deployment of \((try? services(i))?.joined(separator: ", ") ?? "?") in \(i.optional("cluster") ?? "?")" },
+        preflight: { inputs, ctx in try await checkServices(inputs, ctx) }
     ) { inputs, ctx in
         let ecs = ECSServices(client: try client(.ecs, inputs, ctx))
         let cluster = try inputs.string("cluster")
@@ -193,9 +326,8 @@ enum AWSActions {
     }
 
     /// The seed's "rollback task definitions": to `task_definition`, or the previous revision.
-    static let ecsRollback = RunbookAction(name: "aws.ecs.rollback", destructive: true,
-        describe: { "roll \($0.optional("service") ?? "?") back to \($0.optional("task_definition") ?? "the previous task definition revision")" }
-    ) { inputs, ctx in
+    /// The task definition a rollback goes to, and the images it runs are still in ECR.
+    static func rollbackTarget(_ inputs: StepInputs, _ ctx: RunbookContext) async throws -> (target: String, current: String) {
         let ecs = ECSServices(client: try client(.ecs, inputs, ctx))
         let cluster = try inputs.string("cluster")
         let name = try inputs.string("service")
@@ -210,6 +342,21 @@ enum AWSActions {
                     hint: "a lifecycle rule (such as \"keep last 20 images\") removed it: roll back to a newer revision, or rebuild and push that image")
             }
         }
+        return (target, current)
+    }
+
+    /// The seed's "rollback task definitions": to `task_definition`, or the previous revision.
+    static let ecsRollback = RunbookAction(name: "aws.ecs.rollback", destructive: true,
+        describe: { "roll \($0.optional("service") ?? "?") back to \($0.optional("task_definition") ?? "the previous task definition revision")" },
+        preflight: { inputs, ctx in
+            let (target, current) = try await rollbackTarget(inputs, ctx)
+            return ["\(try inputs.string("service")) can roll back from \(current) to \(target); its images are in ECR"]
+        }
+    ) { inputs, ctx in
+        let ecs = ECSServices(client: try client(.ecs, inputs, ctx))
+        let cluster = try inputs.string("cluster")
+        let name = try inputs.string("service")
+        let (target, current) = try await rollbackTarget(inputs, ctx)
         try await ecs.update(cluster: cluster, service: name, taskDefinition: target)
         let w = try wait(inputs, timeout: 1800)
         if w.wait { _ = try await ecs.waitStable(cluster: cluster, service: name, timeout: w.timeout, poll: w.poll) }
@@ -218,7 +365,13 @@ enum AWSActions {
 
     /// Points a DNS name at another target (the seed's "update DNS to point to the new region").
     static let route53Switch = RunbookAction(name: "aws.route53.switch", destructive: true,
-        describe: { "point \($0.optional("name") ?? "?") (\($0.optional("type") ?? "CNAME")) at \($0.optional("value") ?? "?")" }
+        describe: { "point \($0.optional("name") ?? "?") (\($0.optional("type") ?? "CNAME")) at \($0.optional("value") ?? "?")" },
+        preflight: { inputs, ctx in
+            let dns = Route53Records(client: try client(.route53, inputs, ctx))
+            let zone = try inputs.string("zone_id")
+            let current = try await dns.record(zone: zone, name: try inputs.string("name"), type: inputs.optional("type") ?? "CNAME")
+            return ["hosted zone \(zone) answers; \(try inputs.string("name")) now points at \(current?.values.joined(separator: ",") ?? "nothing")"]
+        }
     ) { inputs, ctx in
         let dns = Route53Records(client: try client(.route53, inputs, ctx))
         let zone = try inputs.string("zone_id")
@@ -261,11 +414,10 @@ enum AWSActions {
 /// Infrastructure state kept in a versioned S3 bucket (Terraform's S3 backend): the seed's
 /// "restore Terraform state from backup" after an accidental `terraform destroy`.
 enum StateActions {
-    static let restoreVersion = RunbookAction(name: "s3.restore-version", destructive: true,
-        describe: { i in
-            "make \(i.optional("url") ?? "?") what it was \(i.optional("version_id").map { "at version \($0)" } ?? "before \(i.optional("before") ?? "?")")"
-        }
-    ) { inputs, ctx in
+    /// The versioned state object a step names, and the version it wants back.
+    static func chooseVersion(_ inputs: StepInputs, _ ctx: RunbookContext) async throws
+        -> (store: S3Versions, key: String, chosen: ObjectVersion, latest: ObjectVersion)
+    {
         let url = try inputs.string("url")
         guard url.hasPrefix("s3://"), let slash = url.dropFirst(5).firstIndex(of: "/") else {
             throw LifeboatError(.invalidUsage, "url of step '\(inputs.step)' must be s3://BUCKET/KEY, not \(url)")
@@ -279,20 +431,31 @@ enum StateActions {
         }
         let history = try await store.versions(of: key)
         guard let latest = history.first else { throw LifeboatError(.notFound, "\(url) has no versions") }
-        let chosen: ObjectVersion
-        if let id = inputs.optional("version_id") {
+        if let id = inputs.optional("version_id"), !id.isEmpty {
             guard let v = history.first(where: { $0.versionID == id }), !v.isDeleteMarker else {
                 throw LifeboatError(.notFound, "\(url) has no version \(id)", hint: "versions: " + history.prefix(5).map(\.versionID).joined(separator: ", "))
             }
-            chosen = v
-        } else {
-            let before = try Timestamp.parse(try inputs.string("before"))
-            guard let v = history.first(where: { !$0.isDeleteMarker && $0.modified < before }) else {
-                throw LifeboatError(.notFound, "\(url) has no version written before \(Timestamp.format(before))",
-                    hint: "the oldest is from \(history.last.map { Timestamp.format($0.modified) } ?? "?")")
-            }
-            chosen = v
+            return (store, key, v, latest)
         }
+        let before = try Timestamp.parse(try inputs.string("before"))
+        guard let v = history.first(where: { !$0.isDeleteMarker && $0.modified < before }) else {
+            throw LifeboatError(.notFound, "\(url) has no version written before \(Timestamp.format(before))",
+                hint: "the oldest is from \(history.last.map { Timestamp.format($0.modified) } ?? "?")")
+        }
+        return (store, key, v, latest)
+    }
+
+    static let restoreVersion = RunbookAction(name: "s3.restore-version", destructive: true,
+        describe: { i in
+            "make \(i.optional("url") ?? "?") what it was \(i.optional("version_id").map { "at version \($0)" } ?? "before \(i.optional("before") ?? "?")")"
+        },
+        preflight: { inputs, ctx in
+            let (_, _, chosen, latest) = try await chooseVersion(inputs, ctx)
+            return ["the bucket keeps versions; version \(chosen.versionID) of \(Timestamp.format(chosen.modified)) is there (current: \(latest.versionID))"]
+        }
+    ) { inputs, ctx in
+        let url = try inputs.string("url")
+        let (store, key, chosen, latest) = try await chooseVersion(inputs, ctx)
         var out = ["restored_version": chosen.versionID, "restored_time": Timestamp.format(chosen.modified),
                    "previous_version": latest.versionID, "bytes": String(chosen.size)]
         if latest.versionID == chosen.versionID {
@@ -306,6 +469,32 @@ enum StateActions {
                 hint: "previous current version: \(latest.versionID)")
         }
         out["changed"] = "true"
+        return out
+    }
+
+    /// `terraform output -json` of a working directory: every output as this step's output, so the
+    /// steps after an apply take the ids the apply made (a recreated security group has a new id).
+    static let terraformOutput = RunbookAction(name: "terraform.output", destructive: false,
+        describe: { "read the outputs of the Terraform configuration in \($0.optional("dir") ?? "?")" }
+    ) { inputs, _ in
+        let dir = try inputs.string("dir")
+        let binary = inputs.optional("terraform") ?? "terraform"
+        let text = try await RunbookActions.sh("\(ShellQuoting.quote(binary)) -chdir=\(ShellQuoting.quote(dir)) output -json")
+        guard let object = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else {
+            throw LifeboatError(.externalCommand, "terraform output -json in \(dir) did not print a JSON object")
+        }
+        var out: [String: String] = [:]
+        for (name, entry) in object {
+            guard let value = (entry as? [String: Any])?["value"] else { continue }
+            switch value {
+            case let s as String: out[name] = s
+            case let n as NSNumber: out[name] = n.stringValue
+            default:
+                if let data = try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .fragmentsAllowed]) {
+                    out[name] = String(decoding: data, as: UTF8.self)
+                }
+            }
+        }
         return out
     }
 }

@@ -12,23 +12,24 @@ public enum BuiltinRunbooks {
     static let awsRegionalOutage = """
         name: aws-regional-outage
         description: >
-          Scenario 3 on AWS, when the outage lasts: restore the newest snapshot copied to the second
-          region (aws.rds.copy-snapshot, under that region's key) into a new cluster there, rebuild the
-          infrastructure there with Terraform, verify the database, start the services, and point DNS
-          at the second region.
+          Scenario 3 on AWS, when the outage lasts: rebuild the infrastructure in the second region with
+          Terraform first (the subnet group and security group the database needs are made there), restore
+          the newest snapshot copied to that region (aws.rds.copy-snapshot, under its key) into a new
+          cluster with the groups Terraform just made, verify the database, start the services, and
+          point DNS at the second region.
         production: true
         vars:
           primary_region: us-east-1
           dr_region: us-west-2
           dr_snapshot: ""
           dr_cluster: omnirapeutic-production-dr
-          subnet_group: omnirapeutic-dr-aurora-subnet-group
-          security_groups: ""
           kms_key_id: ""
           tf_dir: /srv/infrastructure/dr
           ecs_cluster: omnirapeutic-dr
           services: "omnirapeutic-dr-api,omnirapeutic-dr-web,omnirapeutic-dr-worker"
           desired_count: "2"
+          min_capacity: "0.5"
+          max_capacity: "1.0"
           zone_id: ""
           dns_name: api.omnirapeutic.example
           dr_app_target: ""
@@ -42,22 +43,28 @@ public enum BuiltinRunbooks {
             action: wait
             with: { duration: 0s }
             confirm: "Is ${vars.primary_region} confirmed down for long enough to fail over to ${vars.dr_region} (AWS Health Dashboard)?"
+          - name: rebuild-infrastructure
+            action: shell
+            with: { command: "terraform -chdir=${vars.tf_dir} init -input=false && terraform -chdir=${vars.tf_dir} apply -input=false -auto-approve" }
+            confirm: "Run terraform apply in ${vars.tf_dir} for ${vars.dr_region}?"
+            timeout: 2h
+          - name: terraform-outputs
+            description: the ids the apply made (the seed's `terraform output -raw aurora_security_group_id`)
+            action: terraform.output
+            with: { dir: "${vars.tf_dir}" }
           - name: restore-in-second-region
             action: aws.rds.restore
             with:
               region: "${vars.dr_region}"
               snapshot: "${vars.dr_snapshot}"
               target_cluster: "${vars.dr_cluster}"
-              subnet_group: "${vars.subnet_group}"
-              security_groups: "${vars.security_groups}"
+              subnet_group: "${steps.terraform-outputs.aurora_subnet_group_name}"
+              security_groups: "${steps.terraform-outputs.aurora_security_group_id}"
               kms_key_id: "${vars.kms_key_id}"
               instance_class: db.serverless
+              min_capacity: "${vars.min_capacity}"
+              max_capacity: "${vars.max_capacity}"
             timeout: 4h
-          - name: rebuild-infrastructure
-            action: shell
-            with: { command: "terraform -chdir=${vars.tf_dir} init -input=false && terraform -chdir=${vars.tf_dir} apply -input=false -auto-approve" }
-            confirm: "Run terraform apply in ${vars.tf_dir} for ${vars.dr_region}?"
-            timeout: 2h
           - name: verify-database
             action: verify
             with:
@@ -68,6 +75,8 @@ public enum BuiltinRunbooks {
               password_env: "${vars.db_password_env}"
               checks:
                 - { name: application query, sql: "${vars.verify_sql}" }
+            retries: 20
+            retry_delay: 15s
           - name: start-services
             action: aws.ecs.scale
             with: { region: "${vars.dr_region}", cluster: "${vars.ecs_cluster}", services: "${vars.services}", desired_count: "${vars.desired_count}", force_new_deployment: true }
@@ -75,6 +84,13 @@ public enum BuiltinRunbooks {
             action: aws.route53.switch
             with: { zone_id: "${vars.zone_id}", name: "${vars.dns_name}", value: "${vars.dr_app_target}" }
             confirm: "Point ${vars.dns_name} at ${vars.dr_app_target} in ${vars.dr_region}?"
+        expect:
+          - name: dr-database-available
+            action: aws.rds.expect
+            with: { region: "${vars.dr_region}", cluster: "${vars.dr_cluster}" }
+          - name: dr-services-running
+            action: aws.ecs.expect
+            with: { region: "${vars.dr_region}", cluster: "${vars.ecs_cluster}", services: "${vars.services}", desired_count: "${vars.desired_count}" }
         """
 
     static let awsRestoreDrill = """
@@ -91,6 +107,8 @@ public enum BuiltinRunbooks {
           subnet_group: omnirapeutic-production-aurora-subnet-group
           security_groups: ""
           instance_class: db.serverless
+          min_capacity: "0.5"
+          max_capacity: "1.0"
           db_port: "5432"
           db_user: postgres
           db_name: postgres
@@ -109,6 +127,8 @@ public enum BuiltinRunbooks {
               subnet_group: "${vars.subnet_group}"
               security_groups: "${vars.security_groups}"
               instance_class: "${vars.instance_class}"
+              min_capacity: "${vars.min_capacity}"
+              max_capacity: "${vars.max_capacity}"
             timeout: 2h
             on_failure:
               - name: drop-snapshot-after-failure
@@ -125,6 +145,8 @@ public enum BuiltinRunbooks {
               password_env: "${vars.db_password_env}"
               checks:
                 - { name: application query, sql: "${vars.verify_sql}" }
+            retries: 20
+            retry_delay: 15s
             on_failure:
               - name: drop-cluster-after-failure
                 action: aws.rds.delete-cluster
@@ -147,10 +169,11 @@ public enum BuiltinRunbooks {
     static let terraformDestroy = """
         name: terraform-destroy
         description: >
-          Scenario 4, accidental terraform destroy: make the Terraform state in its versioned S3
-          bucket what it was before the destroy, plan and (after a look) apply to recreate the
-          infrastructure, restore the database from its last snapshot into a new cluster, verify it,
-          and have Terraform and the application pointed at it.
+          Scenario 4, accidental terraform destroy: make the Terraform state in its versioned S3 bucket
+          what it was before the destroy, plan and (after a look at the plan) apply to recreate the
+          infrastructure, read the ids the apply made (a recreated security group has a new id), restore
+          the database from its last snapshot into a new cluster in those groups, verify it, and have
+          Terraform and the application pointed at it.
         production: true
         vars:
           region: us-east-1
@@ -160,8 +183,9 @@ public enum BuiltinRunbooks {
           db_snapshot: ""
           restored_cluster: omnirapeutic-production-restored
           subnet_group: omnirapeutic-production-aurora-subnet-group
-          security_groups: ""
           kms_key_id: ""
+          min_capacity: "0.5"
+          max_capacity: "1.0"
           db_port: "5432"
           db_user: postgres
           db_name: postgres
@@ -181,16 +205,22 @@ public enum BuiltinRunbooks {
             with: { command: "terraform -chdir=${vars.tf_dir} apply -input=false lifeboat-recreate.plan" }
             confirm: "Apply the plan above to recreate the infrastructure?"
             timeout: 2h
+          - name: terraform-outputs
+            description: the ids the apply made (the seed's `terraform output -raw aurora_security_group_id`)
+            action: terraform.output
+            with: { dir: "${vars.tf_dir}" }
           - name: restore-database
             action: aws.rds.restore
             with:
               region: "${vars.region}"
               snapshot: "${vars.db_snapshot}"
               target_cluster: "${vars.restored_cluster}"
-              security_groups: "${vars.security_groups}"
+              security_groups: "${steps.terraform-outputs.aurora_security_group_id}"
               subnet_group: "${vars.subnet_group}"
               kms_key_id: "${vars.kms_key_id}"
               instance_class: db.serverless
+              min_capacity: "${vars.min_capacity}"
+              max_capacity: "${vars.max_capacity}"
             timeout: 4h
           - name: verify-database
             action: verify
@@ -202,10 +232,16 @@ public enum BuiltinRunbooks {
               password_env: "${vars.db_password_env}"
               checks:
                 - { name: application query, sql: "${vars.verify_sql}" }
+            retries: 20
+            retry_delay: 15s
           - name: point-at-restored-database
             action: wait
             with: { duration: 0s }
             confirm: "Point Terraform (import or snapshot_identifier) and the application at ${steps.restore-database.endpoint}; confirm when done."
+        expect:
+          - name: restored-database-available
+            action: aws.rds.expect
+            with: { region: "${vars.region}", cluster: "${vars.restored_cluster}" }
         """
 
     static let awsEmergencyFailover = """
@@ -214,19 +250,24 @@ public enum BuiltinRunbooks {
           The seed's emergency database failover on AWS, step for step: scale the application services
           to 0, snapshot the current Aurora cluster, restore the point 15 minutes back into a new
           cluster (production's security groups, subnet group and KMS key, a serverless instance at
-          0.5-1.0 ACU), verify it over its endpoint, have the task definitions pointed at it, then
-          scale the services back to the counts they had, with a new deployment.
+          0.5-1.0 ACU given in the restore itself), wait for its writer, verify it over its endpoint,
+          have the task definitions pointed at it, then scale the services back with a new deployment
+          to the counts they had before the first attempt (2, the seed's count, for any found at 0),
+          and check every service is running steadily and the cluster available.
         production: true
         vars:
           region: us-east-1
           ecs_cluster: omnirapeutic-production
           services: "omnirapeutic-production-api,omnirapeutic-production-web,omnirapeutic-production-worker"
+          desired_count: "2"
           db_cluster: omnirapeutic-production
           failover_cluster: omnirapeutic-production-failover
           minutes_ago: "15"
           security_groups: ""
           subnet_group: omnirapeutic-production-aurora-subnet-group
           kms_key_id: ""
+          min_capacity: "0.5"
+          max_capacity: "1.0"
           db_port: "5432"
           db_user: postgres
           db_name: postgres
@@ -253,8 +294,8 @@ public enum BuiltinRunbooks {
               subnet_group: "${vars.subnet_group}"
               kms_key_id: "${vars.kms_key_id}"
               instance_class: db.serverless
-              min_capacity: "0.5"
-              max_capacity: "1.0"
+              min_capacity: "${vars.min_capacity}"
+              max_capacity: "${vars.max_capacity}"
             timeout: 4h
           - name: verify-restored
             action: verify
@@ -266,6 +307,8 @@ public enum BuiltinRunbooks {
               password_env: "${vars.db_password_env}"
               checks:
                 - { name: application query, sql: "${vars.verify_sql}" }
+            retries: 20
+            retry_delay: 15s
           - name: point-application
             action: wait
             with: { duration: 0s }
@@ -277,7 +320,20 @@ public enum BuiltinRunbooks {
               cluster: "${vars.ecs_cluster}"
               services: "${vars.services}"
               counts: "${steps.stop-application.previous_counts}"
+              desired_count: "${vars.desired_count}"
               force_new_deployment: true
+        expect:
+          - name: services-running
+            action: aws.ecs.expect
+            with:
+              region: "${vars.region}"
+              cluster: "${vars.ecs_cluster}"
+              services: "${vars.services}"
+              counts: "${steps.stop-application.previous_counts}"
+              desired_count: "${vars.desired_count}"
+          - name: failover-cluster-available
+            action: aws.rds.expect
+            with: { region: "${vars.region}", cluster: "${vars.failover_cluster}" }
         """
 
     static let awsServiceOutage = """
@@ -303,6 +359,10 @@ public enum BuiltinRunbooks {
               - name: rollback
                 action: aws.ecs.rollback
                 with: { region: "${vars.region}", cluster: "${vars.ecs_cluster}", service: "${vars.service}", timeout: "${vars.stable_timeout}" }
+        expect:
+          - name: service-steady
+            action: aws.ecs.expect
+            with: { region: "${vars.region}", cluster: "${vars.ecs_cluster}", service: "${vars.service}", timeout: "${vars.stable_timeout}" }
         """
 
     static let emergencyFailover = """

@@ -12,6 +12,10 @@ import Glibc
 public struct JournalEvent: Codable, Sendable, Equatable {
     public enum Kind: String, Codable, Sendable {
         case runStarted = "run-started"
+        /// `runbook resume --var`: the variables changed from here on.
+        case varsChanged = "vars-changed"
+        /// The read-only checks made before the first change (`outputs`: check to result).
+        case preflight
         case stepStarted = "step-started"
         case stepFinished = "step-finished"
         case runFinished = "run-finished"
@@ -22,6 +26,8 @@ public struct JournalEvent: Codable, Sendable, Equatable {
         case failed
         case skipped
         case interrupted
+        /// A later run of the same runbook finished what this one had left (recorded in this run's journal).
+        case superseded
     }
 
     public var event: Kind
@@ -35,10 +41,17 @@ public struct JournalEvent: Codable, Sendable, Equatable {
     /// For run-started: the runbook text and variables, so `resume` needs nothing else.
     public var runbook: String?
     public var vars: [String: String]?
+    /// For run-started: the runbook's name (to find earlier runs of it), and the earlier unfinished
+    /// run whose recorded production state this run carries on.
+    public var runbookName: String?
+    public var inheritedFrom: String?
 
     public init(event: Kind, at: Date = Date(), step: String? = nil, attempt: Int? = nil, status: Status? = nil, seconds: Double? = nil,
-        outputs: [String: String]? = nil, error: String? = nil, runbook: String? = nil, vars: [String: String]? = nil)
+        outputs: [String: String]? = nil, error: String? = nil, runbook: String? = nil, vars: [String: String]? = nil,
+        runbookName: String? = nil, inheritedFrom: String? = nil)
     {
+        self.runbookName = runbookName
+        self.inheritedFrom = inheritedFrom
         self.event = event
         self.at = at
         self.step = step
@@ -81,6 +94,19 @@ public final class RunJournal: @unchecked Sendable {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
         let decoder = RepositoryJSON.decoder()
         return text.split(separator: "\n").compactMap { try? decoder.decode(JournalEvent.self, from: Data($0.utf8)) }
+    }
+
+    /// Whether the run ended in success (or was finished by a later run).
+    public static func isFinished(_ events: [JournalEvent]) -> Bool {
+        guard let end = events.last(where: { $0.event == .runFinished }) else { return false }
+        return end.status == .ok || end.status == .superseded
+    }
+
+    /// The runbook's name a run's journal records (older journals: from the runbook text).
+    public static func runbookName(_ events: [JournalEvent]) -> String? {
+        guard let start = events.first(where: { $0.event == .runStarted }) else { return nil }
+        if let name = start.runbookName { return name }
+        return start.runbook.flatMap { try? Runbook(yaml: $0).name }
     }
 
     /// Runs under `directory`, newest last, with their state.

@@ -28,6 +28,8 @@ public struct Runbook: Sendable, Equatable {
         public var onFailure: OnFailure
         /// In a drill, whether the step's time counts toward the RTO (`rto: false` for clean-up).
         public var countsTowardRTO: Bool = true
+        /// Post-conditions of this step: read-only steps run right after it; the step fails if one does.
+        public var expect: [Step] = []
     }
 
     public var name: String
@@ -36,9 +38,17 @@ public struct Runbook: Sendable, Equatable {
     public var production: Bool
     public var vars: [String: String]
     public var steps: [Step]
+    /// Post-conditions of the whole run (every service at its desired count and steady, the cluster
+    /// available, an HTTP 200): read-only steps run after the last step; the run is reported ok only
+    /// when all of them pass.
+    public var expect: [Step]
 
-    static let stepKeys: Set<String> = ["name", "action", "with", "description", "confirm", "timeout", "retries", "retry_delay", "on_failure", "rto"]
-    static let topKeys: Set<String> = ["name", "description", "production", "vars", "steps"]
+    static let stepKeys: Set<String> = ["name", "action", "with", "description", "confirm", "timeout", "retries", "retry_delay", "on_failure",
+        "rto", "expect"]
+    static let topKeys: Set<String> = ["name", "description", "production", "vars", "steps", "expect"]
+
+    /// Every step, post-conditions and compensations included.
+    var allSteps: [Step] { (steps + expect).flatMap { [$0] + $0.compensations + $0.expect } }
 
     /// Parses and validates YAML; errors name the step and key.
     public init(yaml: String) throws {
@@ -64,13 +74,23 @@ public struct Runbook: Sendable, Equatable {
         self.vars = vars
         guard let list = top["steps"] as? [Any], !list.isEmpty else { throw LifeboatError(.invalidUsage, "the runbook needs a list of steps") }
         steps = try list.enumerated().map { try Self.step($1, index: $0) }
+        if let e = top["expect"] {
+            guard let items = e as? [Any] else { throw LifeboatError(.invalidUsage, "expect must be a list of steps") }
+            expect = try items.enumerated().map { try Self.step($1, index: $0) }
+        } else {
+            expect = []
+        }
         var seen = Set<String>()
-        for s in steps + steps.flatMap(\.compensations) {
+        for s in allSteps {
             guard seen.insert(s.name).inserted else { throw LifeboatError(.invalidUsage, "two steps are named '\(s.name)'") }
             guard RunbookActions.names.contains(s.action) else {
                 throw LifeboatError(.invalidUsage, "step '\(s.name)' uses unknown action '\(s.action)'",
                     hint: "actions: \(RunbookActions.names.sorted().joined(separator: ", "))")
             }
+        }
+        for s in expect + steps.flatMap(\.expect) where RunbookActions.all[s.action]?.destructive ?? true {
+            throw LifeboatError(.invalidUsage, "post-condition '\(s.name)' uses \(s.action), which changes things",
+                hint: "post-conditions only check: use a status, expect, verify or http.check action")
         }
     }
 
@@ -96,10 +116,15 @@ public struct Runbook: Sendable, Equatable {
         default:
             throw LifeboatError(.invalidUsage, "on_failure of step '\(name)' must be stop, continue or a list of steps")
         }
+        var expect: [Step] = []
+        if let e = map["expect"] {
+            guard let items = e as? [Any] else { throw LifeboatError(.invalidUsage, "expect of step '\(name)' must be a list of steps") }
+            expect = try items.enumerated().map { try step($1, index: $0) }
+        }
         return Step(name: name, action: action, with: inputs, description: map["description"].map { "\($0)" },
             confirm: map["confirm"].map { "\($0)" }, timeout: try map["timeout"].map { try HumanDuration.parse("\($0)") },
             retries: (map["retries"] as? Int) ?? 0, retryDelay: try map["retry_delay"].map { try HumanDuration.parse("\($0)") } ?? 2,
-            onFailure: onFailure, countsTowardRTO: (map["rto"] as? Bool) ?? true)
+            onFailure: onFailure, countsTowardRTO: (map["rto"] as? Bool) ?? true, expect: expect)
     }
 }
 

@@ -45,6 +45,14 @@ public struct RunbookAction: Sendable {
     public var destructive: Bool
     /// One line saying what the step will do, for plans and confirmations.
     public var describe: @Sendable (StepInputs) -> String
+    /// Read-only checks made before a run changes anything (the restore window, target names free,
+    /// subnet and security groups, KMS keys, images): one line per check done; throws on the first
+    /// that fails, so the run stops with production untouched. Nil: nothing to check ahead.
+    public var preflight: (@Sendable (StepInputs, RunbookContext) async throws -> [String])? = nil
+    /// Outputs that record production's state before the step changed it (the counts a scale-down
+    /// found): on a run after a failed one, the earliest unfinished run's values are used, never a
+    /// state the failed attempt left behind.
+    public var stateOutputs: Set<String> = []
     public var run: @Sendable (StepInputs, RunbookContext) async throws -> [String: String]
 }
 
@@ -127,26 +135,41 @@ public enum RunbookActions {
         }
     }
 
-    static let restore = RunbookAction(name: "restore", destructive: false,
-        describe: { i in "restore \(i.optional("backup") ?? "the right backup") to \(i.optional("target") ?? "latest")\(i.optional("time").map { " \($0)" } ?? "") into new directory \(i.optional("to") ?? "?") and start it on port \(i.optional("port") ?? "?")" }
-    ) { inputs, ctx in
+    static func restoreOptions(_ inputs: StepInputs, _ ctx: RunbookContext) throws -> RestoreOptions {
         guard let mode = RestoreOptions.ArchiveMode(rawValue: inputs.optional("archive_mode") ?? "off") else {
             throw LifeboatError(.invalidUsage, "step '\(inputs.step)': archive_mode must be keep or off")
         }
         guard let timeline = TimelineChoice(text: inputs.optional("target_timeline") ?? "latest") else {
             throw LifeboatError(.invalidUsage, "step '\(inputs.step)': target_timeline must be latest, current or a number")
         }
-        let socketDir = inputs.optional("socket_dir") ?? "/tmp"
-        let options = RestoreOptions(destination: try inputs.string("to"), target: try recoveryTarget(inputs),
+        return RestoreOptions(destination: try inputs.string("to"), target: try recoveryTarget(inputs),
             backupID: inputs.optional("backup").flatMap { $0.isEmpty ? nil : $0 }, invocation: ctx.invocation, archiveMode: mode,
             targetTimeline: timeline, tablespaceMap: inputs.map("tablespace_map"), acceptWALGap: inputs.bool("accept_wal_gap", default: false),
-            start: inputs.bool("start", default: true), port: try inputs.int("port"), socketDirectory: socketDir,
+            start: inputs.bool("start", default: true), port: try inputs.int("port"), socketDirectory: inputs.optional("socket_dir") ?? "/tmp",
             binDirectory: ctx.binDirectory)
+    }
+
+    static let restore = RunbookAction(name: "restore", destructive: false,
+        describe: { i in "restore \(i.optional("backup") ?? "the right backup") to \(i.optional("target") ?? "latest")\(i.optional("time").map { " \($0)" } ?? "") into new directory \(i.optional("to") ?? "?") and start it on port \(i.optional("port") ?? "?")" },
+        preflight: { inputs, ctx in
+            // The whole plan: the backup on the timeline's history, the WAL to the target present and
+            // continuous, the destination new or empty; nothing written.
+            let options = try restoreOptions(inputs, ctx)
+            let engine = RestoreEngine(repository: try await ctx.repository(), logger: ctx.logger)
+            let plan = try await engine.plan(options)
+            try RestoreEngine.checkNewOrEmpty(options.destination, what: "the destination")
+            return ["backup \(plan.backup.id) on timeline \(plan.timeline)'s history; WAL to the target present and continuous"
+                + (plan.gap.map { "; stops at the gap before \($0.firstMissing) (accepted)" } ?? ""),
+                "\(options.destination) is new or empty"]
+        }
+    ) { inputs, ctx in
+        let options = try restoreOptions(inputs, ctx)
         let r = try await RestoreEngine(repository: try await ctx.repository(), logger: ctx.logger).run(options)
-        var out = ["data_dir": r.destination, "port": String(options.port), "socket_dir": socketDir, "backup_id": r.backupID]
+        var out = ["data_dir": r.destination, "port": String(options.port), "socket_dir": options.socketDirectory, "backup_id": r.backupID]
         out["achieved_time"] = r.achievedTime.map(Timestamp.format) ?? ""
         out["achieved_lsn"] = r.achievedLSN ?? ""
         out["timeline"] = r.timeline.map(String.init) ?? ""
+        if let gap = r.walGap { out["wal_gap"] = gap.firstMissing }
         return out
     }
 

@@ -12,14 +12,32 @@ import Testing
 @Suite(.serialized) struct AWSProviderTests {
     /// Credentials and endpoint for moto, under a region of the test's own so tests do not share state.
     func account(_ region: String) async throws -> AWSAccountOverrides {
-        MotoServer.overrides(try await MotoServer.shared.url(), region: region)
+        MotoServer.overrides(try await StrictAWS.shared.url(), region: region)
     }
 
+    /// An Aurora cluster, available (the strict proxy keeps a new one `creating` for a moment, as
+    /// AWS does), with the seed's subnet group in its region.
     func makeCluster(_ rds: AWSClient, _ id: String) async throws {
+        let ec2 = try AWSClient(.ec2, account: rds.account)
+        let vpc = try #require(try await ec2.query("CreateVpc", version: "2016-11-15", [("CidrBlock", "10.1.0.0/16")]).text("vpcId"))
+        let subnet = try #require(try await ec2.query("CreateSubnet", version: "2016-11-15",
+            [("VpcId", vpc), ("CidrBlock", "10.1.1.0/24"), ("AvailabilityZone", rds.account.region + "a")]).text("subnetId"))
+        for group in ["omnirapeutic-production-aurora-subnet-group"] where (try? await AuroraClusters(client: rds).checkSubnetGroup(group)) == nil {
+            _ = try await rds.query("CreateDBSubnetGroup", version: "2014-10-31", [("DBSubnetGroupName", group),
+                ("DBSubnetGroupDescription", "aurora"), ("SubnetIds.SubnetIdentifier.1", subnet)])
+        }
         _ = try await rds.query("CreateDBCluster", version: "2014-10-31", [
             ("DBClusterIdentifier", id), ("Engine", "aurora-postgresql"), ("MasterUsername", "postgres"),
             ("MasterUserPassword", "a-long-password"), ("BackupRetentionPeriod", "7"), ("PreferredBackupWindow", "03:00-04:00"),
         ])
+        _ = try await AuroraClusters(client: rds).waitAvailable(id, timeout: 30, poll: 0.3)
+    }
+
+    /// A security group in the region, by id.
+    func makeSecurityGroup(_ rds: AWSClient, _ name: String) async throws -> String {
+        let ec2 = try AWSClient(.ec2, account: rds.account)
+        return try #require(try await ec2.query("CreateSecurityGroup", version: "2016-11-15",
+            [("GroupName", name), ("GroupDescription", name)]).text("groupId"))
     }
 
     func makeService(_ ecs: AWSClient, cluster: String, service: String, desired: Int) async throws {
@@ -171,7 +189,8 @@ import Testing
         let executor = awsExecutor(explicit, sandbox: sandbox)
         let result = try await executor.run(book, text: text, vars: [
             "region": "ap-south-1", "ecs_cluster": "omni-ecs", "services": "omni-api,omni-web", "db_cluster": "omni",
-            "failover_cluster": "omni-failover", "security_groups": "sg-1,sg-2", "kms_key_id": "",
+            "failover_cluster": "omni-failover", "security_groups": "\(try await makeSecurityGroup(rds, "one")),\(try await makeSecurityGroup(rds, "two"))",
+            "kms_key_id": "",
             // The cluster was made a moment ago: 15 minutes back is before its earliest restorable
             // time (refused, as AWS would); the latest restorable time instead.
             "minutes_ago": "",
@@ -179,7 +198,7 @@ import Testing
         ])
         #expect(result.status == .succeeded, "\(result.steps.map { "\($0.name): \($0.status) \($0.error ?? "")" })")
         #expect(result.steps.map(\.name) == ["stop-application", "snapshot-current", "restore", "verify-restored", "point-application",
-            "restart-application"])
+            "restart-application", "services-running", "failover-cluster-available"])
 
         let aurora = AuroraClusters(client: rds)
         #expect(try await aurora.describe("omni-failover").status == "available")

@@ -46,7 +46,7 @@ import Testing
     }
 
     @Test func snapshotCopiedToASecondRegionUnderThatRegionsKey() async throws {
-        let endpoint = try await MotoServer.shared.url().absoluteString
+        let endpoint = try await StrictAWS.shared.url().absoluteString
         func explicit(_ region: String) -> AWSAccountOverrides {
             AWSAccountOverrides(region: region, endpoint: endpoint, accessKeyID: MotoServer.accessKey, secretAccessKey: MotoServer.secretKey)
         }

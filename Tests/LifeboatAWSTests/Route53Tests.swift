@@ -12,7 +12,7 @@ import Testing
     @Test func dnsIsSwitchedAndThePreviousTargetKept() async throws {
         let sandbox = try TestSandbox("route53")
         defer { Task { await sandbox.remove() } }
-        let explicit = MotoServer.overrides(try await MotoServer.shared.url(), region: "eu-west-1")
+        let explicit = MotoServer.overrides(try await StrictAWS.shared.url(), region: "eu-west-1")
         let client = try AWSClient(.route53, overrides: explicit)
         let created = try await client.rest("POST", "/2013-04-01/hostedzone", body: Data("""
             <CreateHostedZoneRequest xmlns="https://route53.amazonaws.com/doc/2013-04-01/"><Name>omni.example.</Name><CallerReference>\(UUID().uuidString)</CallerReference></CreateHostedZoneRequest>

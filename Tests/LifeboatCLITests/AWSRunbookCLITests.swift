@@ -10,7 +10,7 @@ import Testing
     @Test func awsSectionDrivesTheServiceOutageRunbook() async throws {
         let sandbox = try TestSandbox("aws-cli")
         defer { Task { await sandbox.remove() } }
-        let endpoint = try await MotoServer.shared.url().absoluteString
+        let endpoint = try await StrictAWS.shared.url().absoluteString
         let repo = try await TestRepository.make(in: sandbox, extraConfig: """
             aws:
               endpoint: \(endpoint)
@@ -38,7 +38,7 @@ import Testing
             "--var", "ecs_cluster=prod", "--var", "service=web", "--var", "stable_timeout=10s"] + common, environment: env)
         #expect(run.status == 0, "\(run.output)\(run.errors)")
         let steps = try #require(try LifeboatCLI.json(run)["steps"] as? [[String: Any]])
-        #expect(steps.map { $0["name"] as? String ?? "" } == ["status", "redeploy"])
+        #expect(steps.map { $0["name"] as? String ?? "" } == ["status", "redeploy", "service-steady"], "the post-condition ran last")
         #expect((steps.first?["outputs"] as? [String: String])?["desired_count"] == "2")
 
         // A service that does not exist: the step fails with AWS's reason, exit 15, resumable.

@@ -16,11 +16,11 @@ struct RunbookModelTests {
         let book = try Runbook(yaml: try BuiltinRunbooks.load("builtin:\(name)"))
         #expect(book.name == name)
         let plan = executor.plan(book, vars: [:])
-        #expect(plan.count == book.steps.count + 1)
-        // Variables that refer to variables are expanded in the plan.
+        #expect(plan.count == book.steps.count + 1 + book.expect.count + book.steps.reduce(0) { $0 + $1.expect.count })
+        // Variables that refer to variables are expanded in the plan, questions included.
         #expect(!plan.joined().contains("${vars."))
         if book.production {
-            #expect(plan.contains { $0.contains("asks for confirmation") })
+            #expect(plan.contains { $0.contains("⚠ asks: \"") })
         }
     }
 

@@ -31,12 +31,13 @@ struct RunbookOptions: ParsableArguments {
         }
     }
 
-    /// Overrides for a runbook's variables from `NAME=VALUE` arguments; unknown names are refused.
+    /// Overrides for a runbook's variables from `NAME=VALUE` arguments (`NAME=` sets it empty);
+    /// unknown names are refused.
     static func overrides(_ vars: [String], for book: Runbook) throws -> [String: String] {
         var overrides: [String: String] = [:]
         for v in vars {
-            let parts = v.split(separator: "=", maxSplits: 1)
-            guard parts.count == 2 else { throw LifeboatError(.invalidUsage, "--var '\(v)' is not NAME=VALUE") }
+            let parts = v.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard parts.count == 2, !parts[0].isEmpty else { throw LifeboatError(.invalidUsage, "--var '\(v)' is not NAME=VALUE") }
             guard book.vars[String(parts[0])] != nil else {
                 throw LifeboatError(.invalidUsage, "runbook \(book.name) has no variable '\(parts[0])'",
                     hint: "its variables: \(book.vars.keys.sorted().joined(separator: ", "))")
@@ -78,8 +79,12 @@ struct RunbookOptions: ParsableArguments {
         case .succeeded, .planned: return
         case .failed:
             let failed = result.steps.last { $0.status == .failed }
+            if result.preflightFailed {
+                throw LifeboatError(.objectiveMissed, "runbook \(result.runbook) stopped in its preflight: \(failed?.error ?? "")",
+                    hint: "nothing was changed; fix the cause (or the variable: `lifeboat runbook resume \(result.runID) --var NAME=VALUE`) and run again")
+            }
             throw LifeboatError(.objectiveMissed, "runbook \(result.runbook) failed at step \(failed?.name ?? "?"): \(failed?.error ?? "")",
-                hint: "fix the cause, then `lifeboat runbook resume \(result.runID)` continues without repeating finished steps")
+                hint: "fix the cause, then `lifeboat runbook resume \(result.runID)` continues without repeating finished steps (--var NAME=VALUE changes a variable, --redo STEP runs a finished step again)")
         case .notConfirmed:
             throw LifeboatError(.notConfirmed, "a step was not confirmed; nothing after it ran",
                 hint: "`lifeboat runbook resume \(result.runID)` asks again")
@@ -106,10 +111,18 @@ struct RunbookRunCommand: AsyncParsableCommand {
         let overrides = try RunbookOptions.overrides(vars, for: book)
         let executor = try RunbookOptions.executor(context, yes: options.yes, quiet: options.json)
         if dryRun {
-            print("DRY RUN: nothing will be changed")
+            print("DRY RUN: nothing will be changed; the read-only checks run against the real systems")
             for line in executor.plan(book, vars: overrides) { print(line) }
+            let checks = await executor.preflight(book, vars: overrides)
+            executor.show(checks)
+            let failed = checks.contains { $0.error != nil }
             if options.json {
-                try Output.json(RunResult(runID: "dry-run", runbook: book.name, status: .planned, steps: [], totalSeconds: 0, journal: ""))
+                try Output.json(RunResult(runID: "dry-run", runbook: book.name, status: failed ? .failed : .planned, steps: [], totalSeconds: 0,
+                    journal: "", preflight: checks, preflightFailed: failed))
+            }
+            if failed {
+                throw LifeboatError(.objectiveMissed, "the preflight of \(book.name) failed: a real run would stop before changing anything",
+                    hint: "see the ✗ line above")
             }
             return
         }
@@ -124,10 +137,24 @@ struct RunbookResumeCommand: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
     @OptionGroup var options: RunbookOptions
     @Argument(help: "Run id (see `lifeboat runbook list`).") var runID: String
+    @Option(name: .customLong("var"), help: "Change a variable from here on: NAME=VALUE (repeatable; recorded in the journal).")
+    var vars: [String] = []
+    @Option(help: "Run this finished step again (repeatable).") var redo: [String] = []
 
     func run() async throws {
-        let executor = try RunbookOptions.executor(try options.context(global), yes: options.yes, quiet: options.json)
-        try await options.finish { try await executor.resume(runID: runID) }
+        let context = try options.context(global)
+        let executor = try RunbookOptions.executor(context, yes: options.yes, quiet: options.json)
+        var changes: [String: String] = [:]
+        if !vars.isEmpty {
+            let events = try RunJournal(directory: context.settings.stateDirectory(), runID: runID).events()
+            guard let text = events.first(where: { $0.event == .runStarted })?.runbook else {
+                throw LifeboatError(.notFound, "no run \(runID) in \(context.settings.stateDirectory())")
+            }
+            changes = try RunbookOptions.overrides(vars, for: try Runbook(yaml: text))
+        }
+        let redoSteps = redo
+        let chosen = changes
+        try await options.finish { try await executor.resume(runID: runID, vars: chosen, redo: redoSteps) }
     }
 }
 
@@ -148,7 +175,7 @@ struct RunbookListCommand: AsyncParsableCommand {
         print("runs in \(context.settings.stateDirectory()):")
         for (id, events) in runs {
             let finished = events.last { $0.event == .runFinished }
-            let state = finished.map { $0.status?.rawValue ?? "?" } ?? "unfinished (resumable)"
+            let state = finished.map { f in f.status == .superseded ? "finished by a later run" : f.status?.rawValue ?? "?" } ?? "unfinished (resumable)"
             let steps = events.filter { $0.event == .stepFinished && $0.status == .ok }.count
             print("  \(id)  \(state)  \(steps) step(s) done")
         }
