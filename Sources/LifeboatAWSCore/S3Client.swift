@@ -132,8 +132,9 @@ public struct S3Client: Sendable {
         var headers: [String: String] = [:]
         if objectLock { headers["x-amz-bucket-object-lock-enabled"] = "true" }
         var body = Data()
+        if bucket.region != "us-east-1" { headers["Content-Type"] = "application/xml" }
         if bucket.region != "us-east-1" {
-            body = Data("<CreateBucketConfiguration><LocationConstraint>\(bucket.region)</LocationConstraint></CreateBucketConfiguration>".utf8)
+            body = Data("<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><LocationConstraint>\(bucket.region)</LocationConstraint></CreateBucketConfiguration>".utf8)
         }
         try await exchange("PUT", key: nil, headers: headers, body: body, action: "CreateBucket") { r, _ in
             guard r.status == 200 || AWSClient.errorDetail(r).0 == .bucketAlreadyOwnedByYou else {
@@ -153,7 +154,8 @@ public struct S3Client: Sendable {
     /// Turns versioning on (or suspends it).
     public func setVersioning(_ enabled: Bool) async throws {
         let xml = Data("<VersioningConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Status>\(enabled ? "Enabled" : "Suspended")</Status></VersioningConfiguration>".utf8)
-        try await exchange("PUT", key: nil, query: [("versioning", "")], body: xml, action: "PutBucketVersioning") { r, _ in
+        try await exchange("PUT", key: nil, query: [("versioning", "")], headers: ["Content-Type": "application/xml"], body: xml,
+            action: "PutBucketVersioning") { r, _ in
             guard r.status == 200 else { throw failure(r, "set the versioning of \(bucket.name)") }
         }
     }

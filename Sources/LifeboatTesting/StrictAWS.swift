@@ -66,6 +66,9 @@ public actor StrictAWS {
             for k, v in headers.items():
                 if k.lower() not in ("host", "content-length", "connection", "accept-encoding"):
                     req.add_header(k, v)
+            if body and not any(k.lower() == "content-type" for k in headers):
+                # urllib would add a form content type; the client sent none.
+                req.add_header("Content-Type", "application/octet-stream")
             try:
                 with urllib.request.urlopen(req, timeout=60) as r:
                     return r.status, dict(r.headers), r.read()
