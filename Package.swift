@@ -60,6 +60,8 @@ let package = Package(
             dependencies: [
                 "LifeboatCore", "LifeboatFileSystem", "LifeboatRepository", "CLinuxSys",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -284,9 +284,11 @@ public struct ServeSection: Decodable, Sendable, Equatable {
     public var tick: ConfigDuration?
     public var refresh: ConfigDuration?
     public var retryAfter: ConfigDuration?
+    /// Several nodes of an HA cluster each running `serve`: which one backs up.
+    public var ha: HASection?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case listen, expire, tick, refresh
+        case listen, expire, tick, refresh, ha
         case backupWindowSetting = "backup_window"
         case backupEvery = "backup_every"
         case copyToMirrors = "copy_to_mirrors"
@@ -297,5 +299,21 @@ public struct ServeSection: Decodable, Sendable, Equatable {
         case rpoObjective = "rpo_objective"
         case stateFile = "state_file"
         case retryAfter = "retry_after"
+    }
+}
+
+/// `serve.ha:`: `serve` on every node of a Patroni cluster; one takes the scheduled backups.
+public struct HASection: Decodable, Sendable, Equatable {
+    /// This node's Patroni REST API, e.g. `http://127.0.0.1:8008`.
+    public var patroni: String
+    /// A replica further behind the leader than this is not chosen (default 64MB).
+    public var maxLag: ConfigSize?
+    /// Back up on the leader even when a healthy replica exists.
+    public var preferLeader: Bool?
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case patroni
+        case maxLag = "max_lag"
+        case preferLeader = "prefer_leader"
     }
 }

@@ -139,3 +139,41 @@ public struct Bounded<Value: Comparable & Sendable>: Sendable {
         return value
     }
 }
+
+/// A size: a number of bytes, or a number with a unit (`kB`, `MB`, `GB`, `TB`, or `KiB` ... `TiB`;
+/// both 1024-based, as PostgreSQL reads them).
+public struct ConfigSize: Decodable, Sendable, Equatable, CustomStringConvertible {
+    public var bytes: UInt64
+
+    public init(bytes: UInt64) { self.bytes = bytes }
+
+    public init(_ text: String) throws {
+        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        let digits = trimmed.prefix { $0.isNumber }
+        let unit = trimmed.dropFirst(digits.count).trimmingCharacters(in: .whitespaces).lowercased()
+        let factors: [String: UInt64] = ["": 1, "b": 1, "kb": 1 << 10, "kib": 1 << 10, "mb": 1 << 20, "mib": 1 << 20,
+            "gb": 1 << 30, "gib": 1 << 30, "tb": 1 << 40, "tib": 1 << 40]
+        guard let n = UInt64(digits), let factor = factors[unit] else {
+            throw LifeboatError(.invalidUsage, "'\(text)' is not a size", hint: "write it as bytes or with a unit: 64MB, 1GB, 512kB")
+        }
+        let (value, overflow) = n.multipliedReportingOverflow(by: factor)
+        guard !overflow else { throw LifeboatError(.invalidUsage, "'\(text)' is too large a size") }
+        bytes = value
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if let n = try? c.decode(UInt64.self) {
+            self.init(bytes: n)
+            return
+        }
+        let text = try c.decode(String.self)
+        do {
+            try self.init(text)
+        } catch let e as LifeboatError {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: e.message + (e.hint.map { "; \($0)" } ?? "")))
+        }
+    }
+
+    public var description: String { ByteCount.format(bytes) }
+}

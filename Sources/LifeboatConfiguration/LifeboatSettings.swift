@@ -32,6 +32,8 @@ public enum Defaults {
         public static let retryAfter: TimeInterval = 600
         public static let expire = true
         public static let copyToMirrors = true
+        /// `serve.ha.max_lag`: a replica further behind is not elected to back up.
+        public static let haMaxLag: UInt64 = 64 << 20
     }
 }
 

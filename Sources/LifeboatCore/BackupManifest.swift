@@ -43,7 +43,7 @@ public struct BackupRecord: Codable, Sendable, Equatable {
     public var dataDirectory: String?
     /// The cluster's tablespaces when the backup ran (nil in backups of lifeboat 0.1).
     public var tablespaces: [TablespaceRecord]?
-    /// Where the files came from when not the primary: a standby's name (issue HA backups).
+    /// The node the files were read from: the primary, or a standby (nil in older backups).
     public var source: BackupSource?
 
     public init(id: String, kind: BackupKind, tags: [String: String], retainUntil: Date?, startTime: Date,
@@ -108,14 +108,18 @@ public struct TablespaceRecord: Codable, Sendable, Equatable {
 
 /// The node a backup's files were read from.
 public struct BackupSource: Codable, Sendable, Equatable {
-    /// `primary` or `standby`.
-    public var role: String
+    public enum Role: String, Codable, Sendable {
+        case primary
+        case standby
+    }
+
+    public var role: Role
     /// The node's host, port and data directory, for people.
     public var node: String
     /// For a standby: the primary it followed (host:port), where the WAL switch was done.
     public var primary: String?
 
-    public init(role: String, node: String, primary: String? = nil) {
+    public init(role: Role, node: String, primary: String? = nil) {
         self.role = role
         self.node = node
         self.primary = primary

@@ -21,10 +21,15 @@ public struct BackupOptions: Sendable {
     public var parallelism: Int
     /// How long to wait for the WAL the backup needs to reach the repository.
     public var walTimeout: TimeInterval
+    /// When backing up a standby: its primary (nil: the node the standby streams from). The
+    /// primary switches WAL so the backup's last segment is archived; credentials are `endpoint`'s.
+    public var primary: PostgresEndpoint?
 
     public init(pgdata: String, endpoint: PostgresEndpoint, kind: BackupKind = .automated, tags: [String: String] = [:],
-        retain: TimeInterval? = nil, policy: RetentionPolicy = .seedDefault, parallelism: Int = 4, walTimeout: TimeInterval = 600)
+        retain: TimeInterval? = nil, policy: RetentionPolicy = .seedDefault, parallelism: Int = 4, walTimeout: TimeInterval = 600,
+        primary: PostgresEndpoint? = nil)
     {
+        self.primary = primary
         self.pgdata = pgdata
         self.endpoint = endpoint
         self.kind = kind
@@ -89,13 +94,36 @@ public struct BackupEngine: Sendable {
             throw LifeboatError(.invalidUsage, "\(pgdata) is not the data directory of the server at \(options.endpoint.display) (it uses \(serverDataDir))",
                 hint: "point --pgdata and the connection options at the same cluster")
         }
-        guard row[3] != "off", let archiveCommand = row[4], !archiveCommand.isEmpty, archiveCommand != "(disabled)" else {
-            throw LifeboatError(.invalidUsage, "WAL archiving is not enabled on \(options.endpoint.display)",
-                hint: "set archive_mode = on and archive_command = 'lifeboat wal push %p' (with your --config), then restart PostgreSQL")
-        }
-        guard row[6] == "false" else {
-            throw LifeboatError(.invalidUsage, "\(options.endpoint.display) is a standby; backups from standbys are not supported yet",
-                hint: "run the backup against the primary")
+        let archiveCommand = row[4] ?? ""
+        let nodeArchives = row[3] != "off" && !archiveCommand.isEmpty && archiveCommand != "(disabled)"
+        let fromStandby = row[6] == "true"
+        let systemIdentifier = row[5] ?? ""
+        // A standby's backup: its files come from here, its WAL is archived by the primary (or by
+        // the standby itself with archive_mode = always), and the primary switches WAL at the end.
+        var primary: StandbyUpstream.Primary?
+        let upstream = StandbyUpstream(logger: logger)
+        if fromStandby {
+            primary = try await upstream.locate(standby: session, credentials: options.endpoint, explicit: options.primary)
+            if let primary, primary.systemIdentifier != systemIdentifier {
+                throw LifeboatError(.invalidUsage,
+                    "the primary \(primary.endpoint.display) is another cluster (system identifier \(primary.systemIdentifier), the standby's is \(systemIdentifier))")
+            }
+            let standbyArchives = row[3] == "always" && nodeArchives
+            guard standbyArchives || primary?.archives == true else {
+                throw LifeboatError(.invalidUsage,
+                    primary == nil
+                        ? "\(options.endpoint.display) is a standby that streams from no primary, and does not archive itself (archive_mode is \(row[3] ?? "?"))"
+                        : "neither the standby \(options.endpoint.display) (archive_mode = \(row[3] ?? "?")) nor its primary \(primary?.endpoint.display ?? "") archives WAL",
+                    hint: "set archive_mode = on and archive_command = 'lifeboat wal push %p' on every node (the primary archives; archive_mode = always also makes standbys archive), or give the primary with --primary-host/--primary-port")
+            }
+            if primary == nil {
+                logger.warning("the standby streams from no primary: the backup waits for its last WAL segment to be archived (archive_timeout on the primary)")
+            }
+        } else {
+            guard nodeArchives else {
+                throw LifeboatError(.invalidUsage, "WAL archiving is not enabled on \(options.endpoint.display)",
+                    hint: "set archive_mode = on and archive_command = 'lifeboat wal push %p' (with your --config), then restart PostgreSQL")
+            }
         }
         guard let segmentSize = UInt64(row[2] ?? "") else { throw LifeboatError(.postgres, "cannot read wal_segment_size") }
         let major = String((Int(versionNum) ?? 0) / 10000)
@@ -123,8 +151,14 @@ public struct BackupEngine: Sendable {
         let items = try DataDirectoryScan.scan(pgdata)
         let chunkSize = repo.config.chunkSize
         let stats = BackupStats()
-        let entries = try await forEachBounded(items, parallelism: options.parallelism) { item -> ManifestEntry? in
+        // pg_control is read last: in a standby's backup its minimum recovery point is where
+        // recovery becomes consistent, so it must be at least as late as every page read before.
+        let control = "global/pg_control"
+        var entries = try await forEachBounded(items.filter { $0.path != control }, parallelism: options.parallelism) { item -> ManifestEntry? in
             try await Self.store(item: item, chunkSize: chunkSize, repository: repo, known: known, previous: previous[item.path], stats: stats)
+        }
+        for item in items where item.path == control {
+            entries.append(try await Self.store(item: item, chunkSize: chunkSize, repository: repo, known: known, previous: previous[item.path], stats: stats))
         }
         // Configuration the server reads from outside its data directory (Debian's /etc/postgresql).
         var externals: [ExternalFile] = []
@@ -136,14 +170,44 @@ public struct BackupEngine: Sendable {
             }
         }
 
-        guard let stop = try await session.query("SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(false)").first,
-            stop.count == 3, let stopLSN = LSN(stop[0] ?? "")
-        else { throw LifeboatError(.postgres, "pg_backup_stop returned nothing usable") }
+        let stop: [String?]
+        do {
+            guard let row = try await session.query("SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(false)").first, row.count == 3 else {
+                throw LifeboatError(.postgres, "pg_backup_stop returned nothing usable")
+            }
+            stop = row
+        } catch let error as LifeboatError where fromStandby && error.message.contains("promoted") {
+            throw LifeboatError(.postgres, "the standby \(options.endpoint.display) was promoted during the backup; the backup was not committed",
+                hint: "PostgreSQL cannot finish a backup started in recovery on a promoted server; run the backup again (against the new primary, or a standby)")
+        }
+        guard let stopLSN = LSN(stop[0] ?? "") else { throw LifeboatError(.postgres, "pg_backup_stop returned no LSN") }
         let stopTime = Date()
         FaultPoint.reached("backup.stopped")
         let nextXid = try await session.value("SELECT pg_snapshot_xmax(pg_current_snapshot())::text").flatMap { UInt64($0) }
         let label = stop[1] ?? ""
         let timeline = Self.labelTimeline(label) ?? 1
+        if fromStandby {
+            // Still a standby, still on the timeline the backup started on: otherwise a failover
+            // happened while the files were read, and the WAL that makes them consistent is not
+            // on one timeline of the archive.
+            guard let state = try await session.query(
+                "SELECT pg_is_in_recovery()::text, (SELECT min_recovery_end_timeline::text FROM pg_control_recovery())").first, state.count == 2
+            else { throw LifeboatError(.postgres, "cannot read the standby's recovery state") }
+            guard state[0] == "true" else {
+                throw LifeboatError(.postgres, "the standby \(options.endpoint.display) was promoted during the backup; the backup was not committed",
+                    hint: "run the backup again (against the new primary, or a standby)")
+            }
+            if let text = state[1] ?? nil, let now = UInt32(text), now != timeline {
+                throw LifeboatError(.postgres,
+                    "the standby \(options.endpoint.display) moved from timeline \(timeline) to \(now) during the backup (its primary failed over); the backup was not committed",
+                    hint: "run the backup again")
+            }
+            if let primary {
+                try await upstream.switchWAL(on: primary.endpoint,
+                    stop: WALSegment(timeline: timeline, containing: stopLSN.value > 0 ? LSN(stopLSN.value - 1) : stopLSN, segmentSize: segmentSize),
+                    systemIdentifier: systemIdentifier)
+            }
+        }
         log.info("backup stopped; waiting for its WAL", metadata: ["lifeboat.lsn.stop": .string(stopLSN.description)])
 
         let record0 = BackupRecord(id: id, kind: options.kind, tags: options.tags,
@@ -169,6 +233,10 @@ public struct BackupEngine: Sendable {
         var record = record0
         record.dataDirectory = pgdata
         record.tablespaces = tablespaces
+        let node = "\(ProcessInfo.processInfo.hostName) \(options.endpoint.host):\(options.endpoint.port) \(pgdata)"
+        record.source = fromStandby
+            ? BackupSource(role: .standby, node: node, primary: primary.map { "\($0.endpoint.host):\($0.endpoint.port)" })
+            : BackupSource(role: .primary, node: node)
         record.manifestObject = try await repo.writeManifest(manifest)
         FaultPoint.reached("backup.manifest")
         let totals = await stats.totals()

@@ -105,10 +105,15 @@ public struct LocalCluster: Sendable {
 
     /// Starts the server and waits until it accepts connections (which, during targeted recovery,
     /// is once the restored data is consistent).
-    public func start(environment: [String: String] = [:], timeout: TimeInterval = 300) async throws {
+    /// `settings` hold for this run only (given on the server's command line, they override every
+    /// configuration file and are gone at the next start).
+    public func start(environment: [String: String] = [:], settings: [String: String] = [:], timeout: TimeInterval = 300) async throws {
         // The server log is private, as PostgreSQL's own log files are (log_file_mode 0600).
         try FileIO.replaceAtomically(logFile, with: Data(), mode: 0o600, owner: user?.fileOwner, durability: .atomicOnly)
-        let options = "-p \(port) -k \(socketDirectory) -c listen_addresses=\(listenAddresses)"
+        // pg_ctl hands -o to a shell: every value single-quoted.
+        func quoted(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
+        var options = "-p \(port) -k \(quoted(socketDirectory)) -c \(quoted("listen_addresses=" + listenAddresses))"
+        for key in settings.keys.sorted() { options += " -c \(quoted(key + "=" + (settings[key] ?? "")))" }
         let result = try await CommandRunner.run(binaries.path("pg_ctl"),
             ["-D", dataDirectory, "-l", logFile, "-o", options, "-w", "-t", String(Int(timeout)), "start"],
             as: user, environment: environment, clearing: CommandRunner.secrets, check: false, timeout: timeout + 30)

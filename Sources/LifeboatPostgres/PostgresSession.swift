@@ -4,6 +4,7 @@
 import Foundation
 import LifeboatCore
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOSSL
 import PostgresNIO
@@ -55,10 +56,26 @@ public final class PostgresSession: Sendable {
     let logger: Logger
     public let endpoint: PostgresEndpoint
 
+    /// Queries still waiting for an answer, failed all at once when the connection closes.
+    private struct Pending {
+        var next = 0
+        var closed = false
+        var waiting: [Int: @Sendable () -> Void] = [:]
+    }
+    private let pending = NIOLockedValueBox(Pending())
+
     private init(connection: PostgresConnection, endpoint: PostgresEndpoint, logger: Logger) {
         self.connection = connection
         self.endpoint = endpoint
         self.logger = logger
+        connection.closeFuture.whenComplete { [pending] _ in
+            let waiting = pending.withLockedValue { state in
+                state.closed = true
+                defer { state.waiting = [:] }
+                return Array(state.waiting.values)
+            }
+            for fail in waiting { fail() }
+        }
     }
 
     public static func connect(_ endpoint: PostgresEndpoint, logger: Logger) async throws -> PostgresSession {
@@ -75,11 +92,39 @@ public final class PostgresSession: Sendable {
     /// run transactions as separate calls on the same session.
     public func query(_ sql: String) async throws -> [[String?]] {
         do {
-            let rows = try await connection.simpleQuery(sql).get()
+            let rows = try await answerOrClosed(connection.simpleQuery(sql)).get()
             return rows.map { row in row.map(Self.text) }
         } catch {
             throw LifeboatError(.postgres, "query failed on \(endpoint.display): \(Self.describe(error))", hint: nil)
         }
+    }
+
+    /// The query's answer, or a failure as soon as the connection closes: postgres-nio can leave a
+    /// query pending forever when the server dies under it (a commit waiting for a synchronous
+    /// standby when the postmaster is killed), and a tool that hangs on the bad day is worse than
+    /// one that fails. A second completion of a promise is ignored, so whichever comes first wins;
+    /// pending queries are kept only while they run.
+    private func answerOrClosed<Value: Sendable>(_ answer: EventLoopFuture<Value>) -> EventLoopFuture<Value> {
+        let promise = connection.eventLoop.makePromise(of: Value.self)
+        let failure = LifeboatError(.postgres, "the connection to \(endpoint.display) closed before the server answered", hint: nil)
+        let id = pending.withLockedValue { state -> Int? in
+            guard !state.closed else { return nil }
+            state.next += 1
+            state.waiting[state.next] = { promise.fail(failure) }
+            return state.next
+        }
+        guard let id else {
+            promise.fail(failure)
+            return promise.futureResult
+        }
+        answer.whenComplete { [pending] result in
+            _ = pending.withLockedValue { $0.waiting.removeValue(forKey: id) }
+            switch result {
+            case .success(let value): promise.succeed(value)
+            case .failure(let error): promise.fail(error)
+            }
+        }
+        return promise.futureResult
     }
 
     /// A value as PostgreSQL would print it, for the types checks use; others as `\x` hex.

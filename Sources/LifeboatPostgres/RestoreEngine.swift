@@ -179,7 +179,8 @@ public struct RestoreEngine: Sendable {
         }
         defer { prefetcher.cancel() }
         do {
-            try await cluster.start(environment: options.invocation.environment, timeout: options.recoveryTimeout)
+            try await cluster.start(environment: options.invocation.environment, settings: options.recoveryRunSettings,
+                timeout: options.recoveryTimeout)
             if options.standby != nil {
                 try await Self.waitForStandby(cluster: cluster, timeout: options.recoveryTimeout, logger: log)
             } else {
@@ -222,6 +223,12 @@ public struct RestoreEngine: Sendable {
             seconds: Date().timeIntervalSince(recoveryStarted)))
         report.started = true
         report.port = options.port
+        if options.stopAfterRecovery {
+            let stopping = Date()
+            try await cluster.stop(mode: "fast")
+            report.phases.append(.init(name: "shut down cleanly", seconds: Date().timeIntervalSince(stopping)))
+            report.port = nil
+        }
         cleanup.cluster = nil
     }
 
@@ -273,6 +280,19 @@ public struct RestoreEngine: Sendable {
             throw LifeboatError(.targetNotEmpty, "\(what) \(path) is not empty (\(content.count) entries); lifeboat restores only into a new or empty directory",
                 hint: "choose a new directory; to replace a cluster, restore next to it, verify, then switch")
         }
+    }
+
+    /// A new private directory for a recovery run's Unix socket, owned by the user the server of
+    /// `dataDirectory` runs as; the caller removes it.
+    public static func privateSocketDirectory(for dataDirectory: String) throws -> String {
+        var template = Array("/tmp/lifeboat-socket-XXXXXX".utf8CString)
+        guard let made = template.withUnsafeMutableBufferPointer({ buffer in buffer.baseAddress.flatMap { mkdtemp($0) } }) else {
+            throw FileIO.error("cannot create a socket directory", errno: errno, path: "/tmp")
+        }
+        let dir = String(cString: made)
+        let parent = FileManager.default.fileExists(atPath: dataDirectory) ? dataDirectory : (dataDirectory as NSString).deletingLastPathComponent
+        OSUser.forServer(dataDirectory: parent)?.own(dir)
+        return dir
     }
 
     /// Creates `dir` (0700), remembering what a failure must remove.
@@ -450,18 +470,20 @@ public struct RestoreEngine: Sendable {
         // Tablespaces are linked from pg_tblspc by the restore, so no tablespace_map is written: it
         // would point the restored cluster at the original tablespace locations.
         var restored: [(key: String, value: String)] = []
-        if options.archiveMode == .off { restored.append(("archive_mode", "off")) }
+        // A standby keeps its archive settings: promoted in a failover, it is production.
+        if options.archiveMode == .off, options.standby == nil { restored.append(("archive_mode", "off")) }
         var recovery: [(key: String, value: String)] = []
         if let standby = options.standby {
-            guard !standby.primaryConnInfo.isEmpty else {
-                // The caller (Patroni) writes the standby's configuration itself.
+            guard !standby.configuredByCaller else {
+                // The caller (Patroni) writes the standby's configuration itself: only the settings
+                // of an earlier restore are taken out.
                 try FileIO.replaceAtomically(dest + "/postgresql.auto.conf",
                     with: Data(ServerConfiguration.autoConfAfterRecovery((try? String(contentsOfFile: dest + "/postgresql.auto.conf", encoding: .utf8)) ?? "").utf8),
                     mode: 0o600, owner: fileOwner)
                 return
             }
             try FileIO.replaceAtomically(dest + "/standby.signal", with: Data(), mode: 0o600, owner: fileOwner)
-            restored += [("primary_conninfo", standby.primaryConnInfo), ("primary_slot_name", standby.primarySlotName ?? ""),
+            restored += [("primary_conninfo", standby.primaryConnInfo ?? ""), ("primary_slot_name", standby.primarySlotName ?? ""),
                 ("restore_command", options.invocation.adding(["--soft-errors"]).restoreCommand), ("recovery_target_timeline", "latest")]
         } else {
             try FileIO.replaceAtomically(dest + "/recovery.signal", with: Data(), mode: 0o600, owner: fileOwner)

@@ -37,6 +37,12 @@ public struct RestoreOptions: Sendable {
     public var walPrefetch: Int
     /// Build a streaming standby of this primary instead of a promoted copy (nil: promote).
     public var standby: StandbySettings?
+    /// With `start`: settings for the recovery run only (on the server's command line; the restored
+    /// configuration is left as it is), e.g. `archive_mode=off` while a new cluster recovers.
+    public var recoveryRunSettings: [String: String] = [:]
+    /// With `start`: shut the promoted server down cleanly once the point reached is checked (a
+    /// new cluster someone else, Patroni, starts).
+    public var stopAfterRecovery = false
 
     public init(destination: String, target: RecoveryTarget = .latest, backupID: String? = nil, invocation: LifeboatInvocation,
         archiveMode: ArchiveMode = .off, targetTimeline: TimelineChoice = .latest, tablespaceMap: [String: String] = [:],
@@ -64,15 +70,21 @@ public struct RestoreOptions: Sendable {
     }
 }
 
-/// A standby built from the repository: it streams from `primaryConnInfo` and catches up from the
-/// archive with `restore_command` (non-fatal errors: a standby retries).
+/// A standby built from the repository: it catches up from the archive with `restore_command`
+/// (non-fatal errors: a standby retries) and streams from `primaryConnInfo` when given. Its
+/// tablespaces go where the primary keeps them (a replica mirrors its primary's layout) unless mapped.
 public struct StandbySettings: Sendable, Equatable {
-    public var primaryConnInfo: String
+    /// nil: no streaming, the archive only.
+    public var primaryConnInfo: String?
     public var primarySlotName: String?
+    /// The caller writes the standby's recovery configuration (Patroni does, in its own
+    /// postgresql.conf): the restore writes none, so nothing in postgresql.auto.conf overrides it.
+    public var configuredByCaller: Bool
 
-    public init(primaryConnInfo: String, primarySlotName: String? = nil) {
+    public init(primaryConnInfo: String? = nil, primarySlotName: String? = nil, configuredByCaller: Bool = false) {
         self.primaryConnInfo = primaryConnInfo
         self.primarySlotName = primarySlotName
+        self.configuredByCaller = configuredByCaller
     }
 }
 
@@ -247,13 +259,17 @@ extension RestoreEngine {
             }
         }()
 
-        // 3. Tablespaces: where each goes (never its original location).
+        // 3. Tablespaces: where each goes (a copy: never its original location; a standby: the primary's).
         var directories: [UInt32: String] = [:]
         let manifestOIDs = try await repository.manifest(for: backup).tablespaceOIDs
         for oid in manifestOIDs {
             let record = backup.tablespaces?.first { $0.oid == oid }
             let mapped = options.tablespaceMap[String(oid)] ?? record.flatMap { options.tablespaceMap[$0.name] }
-            directories[oid] = mapped ?? Self.defaultTablespaceDirectory(options.destination, oid: oid)
+            if mapped == nil, options.standby != nil, let location = record?.location, !location.isEmpty {
+                directories[oid] = location
+            } else {
+                directories[oid] = mapped ?? Self.defaultTablespaceDirectory(options.destination, oid: oid)
+            }
         }
         for key in options.tablespaceMap.keys where !manifestOIDs.contains(where: { String($0) == key }) {
             if backup.tablespace(named: key) == nil, UInt32(key) == nil {

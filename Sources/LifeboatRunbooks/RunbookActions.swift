@@ -308,9 +308,9 @@ enum ShellQuoting {
     static func quote(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
 }
 
-/// Plain HTTP for health checks and notifications (not AWS): the shared AsyncHTTPClient.
-enum PlainHTTP {
-    static func send(_ method: String, _ url: String, body: Data? = nil, contentType: String? = nil, timeout: TimeInterval) async throws
+/// Plain HTTP requests (not AWS) (runbook checks and notifications, Patroni's REST API), on the shared client.
+public enum PlainHTTP {
+    public static func send(_ method: String, _ url: String, body: Data? = nil, contentType: String? = nil, timeout: TimeInterval) async throws
         -> (status: Int, body: String)
     {
         var request = HTTPClientRequest(url: url)

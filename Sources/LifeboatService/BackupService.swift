@@ -27,11 +27,14 @@ public struct ServiceConfiguration: Sendable {
     /// How often the repository is listed for metrics (a full listing: keep it minutes on S3).
     public var refreshEvery: TimeInterval
     public var parallelism: Int
+    /// `serve` on every node of a Patroni cluster: who takes the scheduled backups (nil: this node).
+    public var election: BackupNodeElection?
 
     public init(schedule: ServiceSchedule, backup: BackupOptions?, expirePolicy: RetentionPolicy?, copyToMirrors: Bool,
         drill: DrillOptions?, production: PostgresEndpoint?, rpoObjective: TimeInterval = 300, stateFile: String,
-        tick: TimeInterval = 30, refreshEvery: TimeInterval = 300, parallelism: Int = 4)
+        tick: TimeInterval = 30, refreshEvery: TimeInterval = 300, parallelism: Int = 4, election: BackupNodeElection? = nil)
     {
+        self.election = election
         self.schedule = schedule
         self.backup = backup
         self.expirePolicy = expirePolicy
@@ -65,6 +68,8 @@ public actor BackupService {
     var archiver: ArchiverStatus?
     var archiverError: String?
     var archiverReadAt: Date = .distantPast
+    /// The last election of the backup node (HA), and when.
+    var backupNode: BackupNodeElection.Choice?
 
     public init(repository: Repository, mirrors: MirrorSet, configuration: ServiceConfiguration, logger: Logger) throws {
         self.repository = repository
@@ -107,7 +112,8 @@ public actor BackupService {
         let schedule = configuration.schedule
         if let options = configuration.backup,
             let due = schedule.backupDue(lastStart: repositoryObservation?.newestAutomatedStart,
-                lastFailure: state[.backup]?.lastFailureAt, now: now)
+                lastFailure: state[.backup]?.lastFailureAt, now: now),
+            await backsUpHere(due: due, now: now)
         {
             ran.append(.backup)
             let ok = await perform(.backup, reason: due.reason) {
@@ -140,7 +146,8 @@ public actor BackupService {
             await observeRepository()
         }
         if let due = ServiceSchedule.periodicDue(every: schedule.verifyEvery, last: state[.verify]?.lastSuccessAt,
-            lastFailure: state[.verify]?.lastFailureAt, retryAfter: schedule.retryAfter, now: now)
+            lastFailure: state[.verify]?.lastFailureAt, retryAfter: schedule.retryAfter, now: now),
+            await electedHere(now: now)
         {
             ran.append(.verify)
             await perform(.verify, reason: due.reason) {
@@ -154,7 +161,8 @@ public actor BackupService {
         }
         if let options = configuration.drill,
             let due = ServiceSchedule.periodicDue(every: schedule.drillEvery, last: lastDrill?.startedAt,
-                lastFailure: state[.drill]?.lastFailureAt, retryAfter: schedule.retryAfter, now: now)
+                lastFailure: state[.drill]?.lastFailureAt, retryAfter: schedule.retryAfter, now: now),
+            await electedHere(now: now)
         {
             ran.append(.drill)
             await perform(.drill, reason: due.reason) {
@@ -170,6 +178,32 @@ public actor BackupService {
             await observeRepository()
         }
         return ran
+    }
+
+    /// With an election (HA): whether this node takes the due backup. The winner looks at the
+    /// repository again first: another node that won a moment ago may have taken it already.
+    func backsUpHere(due: ServiceSchedule.Due, now: Date) async -> Bool {
+        guard let election = configuration.election else { return true }
+        let choice = await election.elect(now: now)
+        if choice != backupNode?.withTime(choice.checkedAt) {
+            logger.notice("backup node elected", metadata: ["lifeboat.backup_node": .string(choice.backupNode ?? "none"),
+                "lifeboat.this_node": .string(choice.thisNode ?? "?"), "lifeboat.reason": .string(choice.error ?? choice.reason)])
+        }
+        backupNode = choice
+        guard choice.thisNodeBacksUp else { return false }
+        await observeRepository()
+        return configuration.schedule.backupDue(lastStart: repositoryObservation?.newestAutomatedStart,
+            lastFailure: state[.backup]?.lastFailureAt, now: now) != nil
+    }
+
+    /// With an election (HA): whether this node is the backup node now, which also runs verify and
+    /// drills (one node's work, not every node's). An election younger than 10 s is reused.
+    func electedHere(now: Date) async -> Bool {
+        guard let election = configuration.election else { return true }
+        if let last = backupNode, now.timeIntervalSince(last.checkedAt) < 10 { return last.thisNodeBacksUp }
+        let choice = await election.elect(now: now)
+        backupNode = choice
+        return choice.thisNodeBacksUp
     }
 
     /// Runs one job, records it before and after (the record survives a crash as "started").
@@ -263,10 +297,13 @@ public actor BackupService {
     public func snapshot() async -> ServiceSnapshot {
         await observeArchiver()
         let now = Date()
+        if let election = configuration.election, now.timeIntervalSince(backupNode?.checkedAt ?? .distantPast) >= 10 {
+            backupNode = await election.elect(now: now)
+        }
         return ServiceSnapshot(now: now, repositoryLocation: repository.store.location, schedule: configuration.schedule,
             rpoObjectiveSeconds: configuration.rpoObjective, repository: repositoryObservation, repositoryError: repositoryError,
             archiver: archiver, archiverError: archiverError, mirrors: mirrorStatuses, lastDrill: lastDrill, jobs: state.jobs,
-            running: running?.rawValue,
+            running: running?.rawValue, backupNode: backupNode,
             nextBackup: configuration.backup == nil ? nil
                 : configuration.schedule.nextBackup(lastStart: repositoryObservation?.newestAutomatedStart, now: now))
     }
@@ -279,7 +316,9 @@ public actor BackupService {
             return HTTPAnswer(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: ServiceMetrics.render(s))
         case "/healthz", "/health":
             let h = s.health
-            return HTTPAnswer(status: h.healthy ? 200 : 503, body: h.healthy ? "ok\n" : h.problems.map { "- \($0)\n" }.joined())
+            var body = h.healthy ? "ok\n" : h.problems.map { "- \($0)\n" }.joined()
+            if let node = s.backupNode { body += "backup node: \(node.summary)\n" }
+            return HTTPAnswer(status: h.healthy ? 200 : 503, body: body)
         case "/":
             return HTTPAnswer(status: 200, contentType: "text/html; charset=utf-8", body: ServiceDashboard.html(s))
         case "/status":

@@ -62,12 +62,16 @@ public struct ServiceSnapshot: Codable, Sendable {
     public var jobs: [String: JobRecord]
     public var running: String?
     public var nextBackup: Date?
+    /// `serve` on every node of an HA cluster: which node backs up, and why.
+    public var backupNode: BackupNodeElection.Choice?
     public var health: HealthReport { HealthReport(self) }
 
     public init(now: Date, repositoryLocation: String, schedule: ServiceSchedule, rpoObjectiveSeconds: Double,
         repository: RepositoryObservation?, repositoryError: String?, archiver: ArchiverStatus?, archiverError: String?,
-        mirrors: [MirrorStatus], lastDrill: DrillObservation?, jobs: [String: JobRecord], running: String?, nextBackup: Date?)
+        mirrors: [MirrorStatus], lastDrill: DrillObservation?, jobs: [String: JobRecord], running: String?,
+        backupNode: BackupNodeElection.Choice? = nil, nextBackup: Date?)
     {
+        self.backupNode = backupNode
         self.now = now
         self.repositoryLocation = repositoryLocation
         self.schedule = schedule
@@ -93,6 +97,7 @@ public struct HealthReport: Codable, Sendable {
         var problems: [String] = []
         if let e = s.repositoryError { problems.append("repository unreachable: \(e)") }
         if let e = s.archiverError { problems.append("cannot read the archiver's state: \(e)") }
+        if let e = s.backupNode?.error { problems.append("cannot ask Patroni which node backs up: \(e); this node does not back up") }
         if let a = s.archiver {
             if a.failing {
                 problems.append("WAL archiving is failing: \(a.lastFailedWAL ?? "a file") failed at \(a.lastFailedTime.map(Timestamp.format) ?? "?"), \(a.readyFiles) file(s) waiting")
@@ -151,6 +156,10 @@ public enum ServiceMetrics {
         }
         gauge("lifeboat_next_backup_timestamp_seconds", "When the next automated backup is planned", epoch(s.nextBackup))
         gauge("lifeboat_archiver_up", "1 when the cluster's archiver state was read", s.archiver != nil ? 1 : (s.archiverError != nil ? 0 : nil))
+        if let node = s.backupNode {
+            gauge("lifeboat_backup_node", "1 when this node takes the scheduled backups of its HA cluster", node.thisNodeBacksUp ? 1 : 0,
+                [("node", node.thisNode ?? ""), ("backup_node", node.backupNode ?? "")])
+        }
         if let a = s.archiver {
             gauge("lifeboat_archive_lag_seconds", "How long the oldest completed WAL file has waited for archiving (live RPO)", a.lagSeconds)
             gauge("lifeboat_archive_ready_files", "WAL files waiting for archive_command", Double(a.readyFiles))

@@ -6,7 +6,14 @@ import LifeboatRepository
 
 struct BackupCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "backup",
-        abstract: "Take a consistent base backup of a running cluster (needs WAL archiving to this repository).")
+        abstract: "Take a consistent base backup of a running cluster (needs WAL archiving to this repository).",
+        discussion: """
+            Against a standby, the files are read from the standby and the primary only switches WAL at the end so
+            the backup's last segment is archived. The primary is the node the standby streams from (its
+            pg_stat_wal_receiver), or --primary-host/--primary-port; it is reached with the same user, password and
+            database. The primary archives (archive_mode = on), or the standby does (archive_mode = always). A standby
+            promoted, or following a failover to a new timeline, during the backup fails it cleanly: nothing is committed.
+            """)
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var connection: ConnectionOptions
@@ -15,6 +22,9 @@ struct BackupCommand: AsyncParsableCommand {
     @Option(help: "How long to keep a manual backup, e.g. 30d (default: retention.manual).") var retain: DurationArgument?
     @Option(help: "Files read and uploaded at once.") var parallelism: Int?
     @Option(name: .customLong("wal-timeout"), help: "How long to wait for the backup's WAL to be archived (default 10m).") var walTimeout: String?
+    @Option(name: .customLong("primary-host"), help: "Backing up a standby: its primary's host or socket directory (default: the node it streams from).")
+    var primaryHost: String?
+    @Option(name: .customLong("primary-port"), help: "Backing up a standby: its primary's port (default: the --pgport).") var primaryPort: Int?
     @Flag(help: "Print JSON.") var json = false
 
     func validate() throws {
@@ -32,10 +42,17 @@ struct BackupCommand: AsyncParsableCommand {
         let logger = context.makeLogger()
         let pgdata = try context.pgdata() ?? ""
         let repo = try await context.openRepository(logger)
-        let options = BackupOptions(pgdata: pgdata, endpoint: try context.endpoint(),
+        let endpoint = try context.endpoint()
+        var primary: PostgresEndpoint?
+        if primaryHost != nil || primaryPort != nil {
+            primary = endpoint
+            primary?.host = primaryHost ?? endpoint.host
+            primary?.port = primaryPort ?? endpoint.port
+        }
+        let options = BackupOptions(pgdata: pgdata, endpoint: endpoint,
             kind: manual ? .manual : .automated, tags: Dictionary(tags.map { ($0.key, $0.value) }, uniquingKeysWith: { $1 }),
             retain: retain?.seconds, policy: try context.settings.retention(), parallelism: try context.settings.parallelism(),
-            walTimeout: try context.settings.walTimeout())
+            walTimeout: try context.settings.walTimeout(), primary: primary)
         let result = try await BackupEngine(repository: repo, logger: logger).run(options)
         if json {
             try Output.json(result)
@@ -44,6 +61,9 @@ struct BackupCommand: AsyncParsableCommand {
             print("backup \(b.id) (\(b.kind.rawValue)) completed in \(HumanDuration.format(result.durationSeconds))")
             print("  read \(Output.bytes(b.logicalBytes)) in \(b.fileCount) files, stored \(Output.bytes(b.newStoredBytes)) new (\(b.newChunks) of \(b.totalChunks) chunks new)")
             print("  lsn \(b.startLSN) .. \(b.stopLSN), timeline \(b.timeline)")
+            if let source = b.source, source.role == .standby {
+                print("  read from the standby \(source.node)" + (source.primary.map { ", WAL switched on the primary \($0)" } ?? ""))
+            }
             if let until = b.retainUntil { print("  retained until \(Timestamp.format(until))") }
             if !b.tags.isEmpty { print("  tags " + b.tags.keys.sorted().map { "\($0)=\(b.tags[$0] ?? "")" }.joined(separator: " ")) }
         }

@@ -33,6 +33,11 @@ struct RestoreCommand: AsyncParsableCommand {
             Before anything is written, the WAL from the backup to the target is checked: a gap in the archive is \
             refused (exit \(LifeboatError.Code.walGap.exitCode)) naming the first missing segment; --accept-wal-gap restores up to it \
             knowingly. With --start, the point reached is compared with the point asked for.
+
+            --standby builds a replica instead of a promoted copy: standby.signal, restore_command (catching up from \
+            the archive) and, with --primary-conninfo, streaming from the primary; tablespaces go where the backup's \
+            cluster kept them unless mapped; archiving stays as configured (a promoted replica is production). With \
+            --start it waits until the standby accepts connections.
             """)
 
     @OptionGroup var global: GlobalOptions
@@ -50,6 +55,10 @@ struct RestoreCommand: AsyncParsableCommand {
     var tablespaceMap: [TablespaceMapping] = []
     @Flag(name: .customLong("accept-wal-gap"), help: "Restore up to a gap in the archive knowingly (the report says so).")
     var acceptWALGap = false
+    @Flag(help: "Build a streaming standby (replica) rather than a promoted copy.") var standby = false
+    @Option(name: .customLong("primary-conninfo"), help: "With --standby: primary_conninfo of the primary to stream from (default: archive only).")
+    var primaryConnInfo: String?
+    @Option(name: .customLong("primary-slot"), help: "With --standby: the replication slot on the primary.") var primarySlot: String?
     @Flag(help: "Start PostgreSQL, wait for recovery and promotion, report the point reached.") var start = false
     @Option(help: "Port for the started server (default 5432).") var port: Int?
     @Option(name: .customLong("socket-dir"), help: "Unix socket directory for the started server (default /tmp).") var socketDir: String?
@@ -67,6 +76,8 @@ struct RestoreCommand: AsyncParsableCommand {
         if given > 1 { throw ValidationError("give at most one of --target-time, --target-lsn, --target-xid, --target-name, --immediate") }
         if let targetLSN, LSN(targetLSN) == nil { throw ValidationError("'\(targetLSN)' is not an LSN: write it as 0/3000060") }
         if port != nil || socketDir != nil || listen != nil, !start { throw ValidationError("--port, --socket-dir and --listen need --start") }
+        if primaryConnInfo != nil || primarySlot != nil, !standby { throw ValidationError("--primary-conninfo and --primary-slot need --standby") }
+        if standby, given > 0 { throw ValidationError("a standby follows its primary: it takes no recovery target") }
     }
 
     func target() throws -> RecoveryTarget {
@@ -89,7 +100,8 @@ struct RestoreCommand: AsyncParsableCommand {
             tablespaceMap: Dictionary(tablespaceMap.map { ($0.tablespace, $0.directory) }, uniquingKeysWith: { $1 }),
             acceptWALGap: acceptWALGap, parallelism: try context.settings.parallelism(), start: start, port: port ?? 5432,
             socketDirectory: socketDir ?? "/tmp", listenAddresses: listen ?? "127.0.0.1", binDirectory: context.settings.pgBin,
-            recoveryTimeout: recoveryTimeout?.seconds ?? 3600, walPrefetch: try context.settings.walPrefetch())
+            recoveryTimeout: recoveryTimeout?.seconds ?? 3600, walPrefetch: try context.settings.walPrefetch(),
+            standby: standby ? StandbySettings(primaryConnInfo: primaryConnInfo, primarySlotName: primarySlot) : nil)
         let report = try await RestoreEngine(repository: repo, logger: logger).run(options)
         if json {
             try Output.json(report)
@@ -103,7 +115,9 @@ struct RestoreCommand: AsyncParsableCommand {
             print("  WAL GAP accepted: \(gap.firstMissing) is missing; recovery stops at \(gap.lastReachableLSN) (\(gap.lastReachableTime.map(Timestamp.format) ?? "time unknown"))")
         }
         for phase in report.phases { print("  \(phase.name): \(HumanDuration.format(phase.seconds))") }
-        if report.started {
+        if report.started, standby {
+            print("  standby running on port \(report.port ?? 0)" + (primaryConnInfo == nil ? ", replaying from the archive" : ", streaming from its primary"))
+        } else if report.started {
             print("  server promoted on port \(report.port ?? 0), timeline \(report.timeline ?? 0)")
             print("  recovered to: last transaction \(report.achievedTime.map(Timestamp.format) ?? "none replayed"), lsn \(report.achievedLSN ?? "?")")
         } else {

@@ -58,7 +58,10 @@ struct ServeCommand: AsyncParsableCommand {
         let configuration = ServiceConfiguration(schedule: schedule, backup: backup,
             expirePolicy: serve.resolvedExpire ? policy : nil, copyToMirrors: serve.resolvedCopyToMirrors,
             drill: drill, production: production, rpoObjective: serve.resolvedRPOObjective, stateFile: state,
-            tick: serve.resolvedTick, refreshEvery: serve.resolvedRefresh, parallelism: try context.settings.parallelism())
+            tick: serve.resolvedTick, refreshEvery: serve.resolvedRefresh, parallelism: try context.settings.parallelism(),
+            election: serve.ha.map {
+                BackupNodeElection(patroniURL: $0.patroni, maxLagBytes: $0.maxLag?.bytes ?? Defaults.Serve.haMaxLag, preferLeader: $0.preferLeader ?? false)
+            })
         let listenAddress = try listen.map(ListenAddress.init) ?? serve.resolvedListen
 
         let lock = try ServiceLock(stateFile: state)
@@ -81,7 +84,8 @@ struct ServeCommand: AsyncParsableCommand {
             return
         }
 
-        Self.say("lifeboat serve: repository \(repo.store.location), backups \(backup == nil ? "off" : window.map { "in \($0) UTC" } ?? "every \(HumanDuration.format(schedule.backupEvery ?? 0))"), state \(state)")
+        Self.say("lifeboat serve: repository \(repo.store.location), backups \(backup == nil ? "off" : window.map { "in \($0) UTC" } ?? "every \(HumanDuration.format(schedule.backupEvery ?? 0))")"
+            + (serve.ha.map { ", on the node Patroni (\($0.patroni)) elects" } ?? "") + ", state \(state)")
         let main = Task {
             await withDiscardingTaskGroup { group in
                 if case .address(let host, let port) = listenAddress {
