@@ -73,8 +73,8 @@ let package = Package(
         .target(
             name: "LifeboatRunbooks",
             dependencies: [
-                "LifeboatCore", "LifeboatFileSystem", "LifeboatRepository", "LifeboatPostgres", "LifeboatAWS", "LifeboatAWSCore",
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                "LifeboatCore", "LifeboatConfiguration", "LifeboatFileSystem", "LifeboatRepository", "LifeboatPostgres", "LifeboatAWS",
+                "LifeboatAWSCore", .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
             ],
@@ -82,8 +82,8 @@ let package = Package(
         .target(
             name: "LifeboatService",
             dependencies: [
-                "LifeboatCore", "LifeboatFileSystem", "LifeboatRepository", "LifeboatPostgres", "LifeboatRunbooks",
-                .product(name: "Logging", package: "swift-log"),
+                "LifeboatCore", "LifeboatConfiguration", "LifeboatFileSystem", "LifeboatRepository", "LifeboatPostgres", "LifeboatRunbooks",
+                "LifeboatAWS", "LifeboatAWSCore", .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -116,7 +116,7 @@ let package = Package(
             name: "LifeboatRunbooksTests",
             dependencies: ["LifeboatRunbooks", "LifeboatTesting"], swiftSettings: strict),
         .testTarget(
-            name: "LifeboatAWSTests", dependencies: ["LifeboatAWS", "LifeboatAWSCore", "LifeboatRunbooks", "LifeboatTesting"],
+            name: "LifeboatAWSTests", dependencies: ["LifeboatAWS", "LifeboatAWSCore", "LifeboatConfiguration", "LifeboatRepository", "LifeboatRunbooks", "LifeboatTesting"],
             swiftSettings: strict),
         .testTarget(name: "LifeboatServiceTests", dependencies: ["LifeboatService", "LifeboatTesting"], swiftSettings: strict),
         .testTarget(

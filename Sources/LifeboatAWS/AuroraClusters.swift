@@ -52,8 +52,15 @@ public struct AuroraSnapshot: Sendable, Equatable, Codable {
     public var type: String?
     public var createdAt: Date?
     public var arn: String?
+    /// The snapshot's tags (DescribeDBClusterSnapshots carries them as TagList).
+    public var tags: [String: String]
 
     init(_ x: AWSXML) {
+        var tags: [String: String] = [:]
+        for tag in x.first("TagList")?.all("Tag") ?? [] {
+            if let key = tag.child("Key") { tags[key] = tag.child("Value") ?? "" }
+        }
+        self.tags = tags
         identifier = x.child("DBClusterSnapshotIdentifier") ?? ""
         cluster = x.child("DBClusterIdentifier")
         status = x.child("Status") ?? "unknown"

@@ -205,7 +205,9 @@ public struct AccountSection: Sendable, Equatable {
     }
 }
 
-/// `aws:`: the account runbook steps on AWS use.
+/// `aws:`: the account runbook steps on AWS use, and the protected deployment (the seed's Aurora
+/// cluster, ECS services, ECR repositories, Terraform state, secrets, log groups) whose backups
+/// `lifeboat aws` and `serve` take.
 public struct AWSSection: Decodable, Sendable, Equatable {
     public var region: String?
     public var endpoint: String?
@@ -213,12 +215,24 @@ public struct AWSSection: Decodable, Sendable, Equatable {
     public var accessKeyID: String?
     public var secretAccessKey: String?
     public var sessionToken: String?
+    public var secondRegion: String?
+    public var secondRegionKMSKey: String?
+    public var aurora: AuroraSection?
+    public var ecs: ECSSection?
+    public var ecr: ECRSection?
+    public var terraform: TerraformSection?
+    public var secrets: SecretsSection?
+    public var logs: LogsSection?
+    public var config: AWSConfigSection?
+    public var schedule: AWSScheduleSection?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case region, endpoint, profile
+        case region, endpoint, profile, aurora, ecs, ecr, terraform, secrets, logs, config, schedule
         case accessKeyID = "access_key_id"
         case secretAccessKey = "secret_access_key"
         case sessionToken = "session_token"
+        case secondRegion = "second_region"
+        case secondRegionKMSKey = "second_region_kms_key"
     }
 
     public var account: AccountSection {

@@ -35,6 +35,23 @@ public enum Defaults {
         /// `serve.ha.max_lag`: a replica further behind is not elected to back up.
         public static let haMaxLag: UInt64 = 64 << 20
     }
+
+    /// The seed's AWS backup procedures.
+    public enum AWS {
+        public static let backupRetentionDays = 7
+        public static let backupWindow = "03:00-04:00"
+        public static let snapshotRetention: TimeInterval = 30 * 86400
+        public static let keepImages = Bounded(key: "aws.ecr.keep_images", defaultValue: 20, range: 1...10000)
+        public static let logsPrefix = "logs"
+        public static let terraformBackupPrefix = "terraform-state"
+        public static let databaseHostVariable = "DB_HOST"
+        public static let deliveryChannel = "default"
+        /// `aws.schedule`: how often each job runs when its part of the deployment is configured.
+        public static let check = Schedule.every(3600)
+        public static let snapshot = Schedule.every(7 * 86400)
+        public static let daily = Schedule.every(86400)
+        public static let drill = Schedule.off
+    }
 }
 
 /// What the command line gave; nil where an option was not given.
@@ -295,6 +312,58 @@ public struct LifeboatSettings: Sendable {
 
     /// The `aws:` section's account (runbook steps on AWS).
     public var awsAccount: AccountSection { file.aws?.account ?? AccountSection() }
+
+    /// The protected AWS deployment as the `aws:` section describes it, defaults applied.
+    public func awsDeployment() throws -> AWSDeploymentSettings {
+        let a = file.aws
+        let s = a?.schedule
+        func every(_ given: Schedule?, _ fallback: Schedule, configured: Bool) -> TimeInterval? {
+            configured ? (given ?? fallback).interval : nil
+        }
+        var d = AWSDeploymentSettings()
+        d.region = a?.region
+        d.secondRegion = a?.secondRegion
+        d.secondRegionKMSKey = a?.secondRegionKMSKey
+        d.auroraCluster = a?.aurora?.cluster
+        d.backupRetentionDays = a?.aurora?.backupRetentionDays ?? Defaults.AWS.backupRetentionDays
+        d.backupWindow = a?.aurora?.backupWindow ?? Defaults.AWS.backupWindow
+        d.snapshotRetention = a?.aurora?.snapshotRetention?.seconds ?? Defaults.AWS.snapshotRetention
+        d.copyToSecondRegion = a?.aurora?.copyToSecondRegion ?? (a?.secondRegion != nil)
+        d.ecsCluster = a?.ecs?.cluster
+        d.ecsServices = a?.ecs?.services ?? []
+        d.taskDefinitionFamilies = a?.ecs?.families
+        d.databaseHostVariable = a?.ecs?.databaseHostVariable ?? Defaults.AWS.databaseHostVariable
+        d.ecrRepositories = a?.ecr?.repositories ?? []
+        d.keepImages = try Defaults.AWS.keepImages.resolve(a?.ecr?.keepImages)
+        d.terraformState = a?.terraform?.state.map { $0.hasPrefix("s3://") ? $0 : fromFile($0) }
+        d.terraformBackupBucket = a?.terraform?.backupBucket
+        d.terraformBackupPrefix = a?.terraform?.backupPrefix ?? Defaults.AWS.terraformBackupPrefix
+        d.terraformKMSKey = a?.terraform?.kmsKey
+        d.secretPrefixes = a?.secrets?.prefixes ?? []
+        d.masterPasswordSecret = a?.secrets?.masterPasswordSecret
+        d.logGroups = a?.logs?.groups ?? []
+        d.logsBucket = a?.logs?.bucket
+        d.logsPrefix = a?.logs?.prefix ?? Defaults.AWS.logsPrefix
+        d.configDeliveryChannel = a?.config?.deliveryChannel
+        if d.copyToSecondRegion, d.secondRegion == nil {
+            throw LifeboatError(.invalidUsage, "aws.aurora.copy_to_second_region is on but aws.second_region is not set",
+                hint: "name the second region (and aws.second_region_kms_key, a key of that region)")
+        }
+        if !d.logGroups.isEmpty, d.logsBucket == nil {
+            throw LifeboatError(.invalidUsage, "aws.logs.groups are listed but aws.logs.bucket is not set", hint: "name the archive bucket the exports go to")
+        }
+        d.schedule = AWSJobSchedule(
+            check: every(s?.check, Defaults.AWS.check, configured: d.auroraCluster != nil || !d.ecrRepositories.isEmpty || d.terraformState != nil),
+            snapshot: every(s?.snapshot, Defaults.AWS.snapshot, configured: d.auroraCluster != nil),
+            taskDefinitions: every(s?.taskDefinitions, Defaults.AWS.daily, configured: d.ecsCluster != nil || d.taskDefinitionFamilies != nil),
+            terraformState: every(s?.terraformState, Defaults.AWS.daily, configured: d.terraformState != nil),
+            configSnapshot: every(s?.configSnapshot, Defaults.AWS.daily, configured: d.configDeliveryChannel != nil),
+            secrets: every(s?.secrets, Defaults.AWS.daily, configured: !d.secretPrefixes.isEmpty),
+            logs: every(s?.logs, Defaults.AWS.daily, configured: !d.logGroups.isEmpty),
+            drill: every(s?.drill, Defaults.AWS.drill, configured: d.auroraCluster != nil),
+            window: s?.window)
+        return d
+    }
 
     // MARK: - serve
 

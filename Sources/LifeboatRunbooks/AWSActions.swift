@@ -9,7 +9,7 @@ import LifeboatCore
 enum AWSActions {
     static var all: [RunbookAction] {
         [rdsStatus, rdsExpect, rdsSnapshot, rdsCopySnapshot, rdsRestore, rdsDeleteCluster, rdsDeleteSnapshot, ecsStatus, ecsExpect, ecsScale,
-         ecsRedeploy, ecsRollback, route53Switch, secretsRestore, secretsPut, StateActions.restoreVersion, StateActions.terraformOutput]
+         ecsRedeploy, ecsRollback, route53Switch, secretsRestore, secretsPut, StateActions.restoreVersion, StateActions.terraformOutput] + AWSRecoveryActions.all
     }
 
     static func client(_ service: AWSService, _ inputs: StepInputs, _ ctx: RunbookContext) throws -> AWSClient {

@@ -7,7 +7,139 @@ public enum BuiltinRunbooks {
         "bad-deployment": badDeployment, "accidental-deletion": accidentalDeletion, "ransomware": ransomware,
         "regional-outage": regionalOutage, "aws-emergency-failover": awsEmergencyFailover, "aws-service-outage": awsServiceOutage,
         "terraform-destroy": terraformDestroy, "aws-restore-drill": awsRestoreDrill, "aws-regional-outage": awsRegionalOutage,
+        "aws-network-failure": awsNetworkFailure, "aws-alb-failure": awsALBFailure, "aws-promote-rename": awsPromoteRename,
+        "aws-promote-endpoint": awsPromoteEndpoint,
     ]
+
+    static let awsNetworkFailure = """
+        name: aws-network-failure
+        description: >
+          The seed's VPC/networking failure (RTO 45 minutes): diagnose the VPC (internet and NAT
+          gateways, route tables and blackhole routes, security groups), plan and, after a look at the
+          plan, apply `terraform apply -target=module.vpc`, then check the network is whole again and
+          the services run.
+        production: true
+        vars:
+          region: us-east-1
+          vpc: omnirapeutic-production-vpc
+          tf_dir: /srv/infrastructure/production
+          tf_target: module.vpc
+          ecs_cluster: omnirapeutic-production
+          services: "omnirapeutic-production-api,omnirapeutic-production-web,omnirapeutic-production-worker"
+        steps:
+          - name: diagnose
+            action: aws.network.diagnose
+            with: { region: "${vars.region}", vpc: "${vars.vpc}" }
+          - name: terraform-plan
+            action: shell
+            with: { command: "terraform -chdir=${vars.tf_dir} init -input=false && terraform -chdir=${vars.tf_dir} plan -input=false -target=${vars.tf_target} -out=lifeboat-network.plan" }
+            timeout: 30m
+          - name: terraform-apply
+            action: shell
+            with: { command: "terraform -chdir=${vars.tf_dir} apply -input=false lifeboat-network.plan" }
+            confirm: "Problems found: ${steps.diagnose.problems}. Apply the plan above (-target=${vars.tf_target})?"
+            timeout: 1h
+        expect:
+          - name: network-whole
+            action: aws.network.diagnose
+            with: { region: "${vars.region}", vpc: "${vars.vpc}", fail_on_problems: true }
+            retries: 10
+            retry_delay: 30s
+          - name: services-running
+            action: aws.ecs.expect
+            with: { region: "${vars.region}", cluster: "${vars.ecs_cluster}", services: "${vars.services}" }
+        """
+
+    static let awsALBFailure = """
+        name: aws-alb-failure
+        description: >
+          The seed's ALB failure (RTO 10 minutes): diagnose the load balancer (state, listeners, target
+          groups and their health), plan and, after a look at the plan, apply
+          `terraform apply -target=module.alb`, then wait until its targets are healthy again.
+        production: true
+        vars:
+          region: us-east-1
+          load_balancer: omnirapeutic-production-alb
+          tf_dir: /srv/infrastructure/production
+          tf_target: module.alb
+        steps:
+          - name: diagnose
+            action: aws.elb.diagnose
+            with: { region: "${vars.region}", name: "${vars.load_balancer}" }
+          - name: terraform-plan
+            action: shell
+            with: { command: "terraform -chdir=${vars.tf_dir} init -input=false && terraform -chdir=${vars.tf_dir} plan -input=false -target=${vars.tf_target} -out=lifeboat-alb.plan" }
+            timeout: 30m
+          - name: terraform-apply
+            action: shell
+            with: { command: "terraform -chdir=${vars.tf_dir} apply -input=false lifeboat-alb.plan" }
+            confirm: "Problems found: ${steps.diagnose.problems}. Apply the plan above (-target=${vars.tf_target})?"
+            timeout: 30m
+        expect:
+          - name: targets-healthy
+            action: aws.elb.diagnose
+            with: { region: "${vars.region}", name: "${vars.load_balancer}", fail_on_problems: true }
+            retries: 20
+            retry_delay: 15s
+        """
+
+    static let awsPromoteRename = """
+        name: aws-promote-rename
+        description: >
+          Promote a restored Aurora cluster by name: production is renamed out of the way (kept, for
+          the investigation), the restored cluster takes its name, so every client's endpoint stays.
+          Safe to run again after a stop between the renames; `--var undo=true` swaps them back.
+        production: true
+        vars:
+          region: us-east-1
+          production: omnirapeutic-production
+          restored: omnirapeutic-production-restored
+          retired_name: omnirapeutic-production-failed
+          undo: "false"
+        steps:
+          - name: promote
+            action: aws.rds.promote
+            with: { region: "${vars.region}", production: "${vars.production}", restored: "${vars.restored}", retired_name: "${vars.retired_name}", undo: "${vars.undo}" }
+            confirm: "Rename ${vars.production} and ${vars.restored} (undo=${vars.undo})? Connections to both drop while they are renamed."
+            timeout: 1h
+        expect:
+          - name: production-available
+            action: aws.rds.expect
+            with: { region: "${vars.region}", cluster: "${vars.production}" }
+        """
+
+    static let awsPromoteEndpoint = """
+        name: aws-promote-endpoint
+        description: >
+          Promote a restored Aurora cluster by endpoint (the seed's "Update ECS task definitions with
+          this endpoint"): new task definition revisions with the restored cluster's endpoint, the
+          services moved to them and redeployed. Undo with aws.ecs.set-task-definitions and the
+          point step's previous_task_definitions.
+        production: true
+        vars:
+          region: us-east-1
+          ecs_cluster: omnirapeutic-production
+          services: "omnirapeutic-production-api,omnirapeutic-production-web,omnirapeutic-production-worker"
+          restored: omnirapeutic-production-restored
+          db_host_variable: DB_HOST
+        steps:
+          - name: restored
+            action: aws.rds.expect
+            with: { region: "${vars.region}", cluster: "${vars.restored}" }
+          - name: point
+            action: aws.ecs.point-database
+            with:
+              region: "${vars.region}"
+              cluster: "${vars.ecs_cluster}"
+              services: "${vars.services}"
+              endpoint: "${steps.restored.endpoint}"
+              variable: "${vars.db_host_variable}"
+            confirm: "Point ${vars.services} at ${steps.restored.endpoint}?"
+        expect:
+          - name: services-steady
+            action: aws.ecs.expect
+            with: { region: "${vars.region}", cluster: "${vars.ecs_cluster}", services: "${vars.services}" }
+        """
 
     static let awsRegionalOutage = """
         name: aws-regional-outage
@@ -272,6 +404,7 @@ public enum BuiltinRunbooks {
           db_user: postgres
           db_name: postgres
           db_password_env: PGPASSWORD
+          db_host_variable: DB_HOST
           verify_sql: "SELECT 1"
         steps:
           - name: stop-application
@@ -310,9 +443,15 @@ public enum BuiltinRunbooks {
             retries: 20
             retry_delay: 15s
           - name: point-application
-            action: wait
-            with: { duration: 0s }
-            confirm: "Update the ECS task definitions (or the secret they read) with the new endpoint ${steps.restore.endpoint}; confirm when done."
+            description: new task definition revisions whose database endpoint is the restored cluster's (undo with aws.ecs.set-task-definitions and the previous_task_definitions output)
+            action: aws.ecs.point-database
+            with:
+              region: "${vars.region}"
+              cluster: "${vars.ecs_cluster}"
+              services: "${vars.services}"
+              endpoint: "${steps.restore.endpoint}"
+              variable: "${vars.db_host_variable}"
+            confirm: "Register task definitions pointing ${vars.services} at ${steps.restore.endpoint}?"
           - name: restart-application
             action: aws.ecs.scale
             with:

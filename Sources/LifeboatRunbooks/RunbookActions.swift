@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import LifeboatAWSCore
+import LifeboatConfiguration
 import LifeboatCore
 import LifeboatFileSystem
 import LifeboatPostgres
@@ -22,12 +23,16 @@ public struct RunbookContext: Sendable {
     public var binDirectory: String?
     /// The configuration's `aws:` section (region, endpoint, profile, credentials) for aws.* steps.
     public var aws: AWSAccountOverrides
+    /// The deployment the `aws:` section describes (steps take their defaults from it).
+    public var awsDeployment: AWSDeploymentSettings
     public var logger: Logger
 
     public init(repository: @escaping @Sendable () async throws -> Repository, production: PostgresEndpoint, pgdata: String?,
-        invocation: LifeboatInvocation, binDirectory: String? = nil, aws: AWSAccountOverrides = AWSAccountOverrides(), logger: Logger)
+        invocation: LifeboatInvocation, binDirectory: String? = nil, aws: AWSAccountOverrides = AWSAccountOverrides(),
+        awsDeployment: AWSDeploymentSettings = AWSDeploymentSettings(), logger: Logger)
     {
         self.aws = aws
+        self.awsDeployment = awsDeployment
         self.repository = repository
         self.production = production
         self.pgdata = pgdata

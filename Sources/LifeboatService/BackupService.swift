@@ -1,4 +1,5 @@
 import Foundation
+import LifeboatConfiguration
 import LifeboatCore
 import LifeboatPostgres
 import LifeboatRepository
@@ -29,11 +30,15 @@ public struct ServiceConfiguration: Sendable {
     public var parallelism: Int
     /// `serve` on every node of a Patroni cluster: who takes the scheduled backups (nil: this node).
     public var election: BackupNodeElection?
+    /// The seed's AWS jobs for the `aws:` section's deployment (nil: none).
+    public var aws: AWSProtection?
 
     public init(schedule: ServiceSchedule, backup: BackupOptions?, expirePolicy: RetentionPolicy?, copyToMirrors: Bool,
         drill: DrillOptions?, production: PostgresEndpoint?, rpoObjective: TimeInterval = 300, stateFile: String,
-        tick: TimeInterval = 30, refreshEvery: TimeInterval = 300, parallelism: Int = 4, election: BackupNodeElection? = nil)
+        tick: TimeInterval = 30, refreshEvery: TimeInterval = 300, parallelism: Int = 4, election: BackupNodeElection? = nil,
+        aws: AWSProtection? = nil)
     {
+        self.aws = aws
         self.election = election
         self.schedule = schedule
         self.backup = backup
@@ -176,6 +181,50 @@ public actor BackupService {
                 return "drill \(report.id) passed: RTO \(HumanDuration.format(report.rtoSeconds)), RPO \(report.rpoSeconds.map { String(format: "%.3f s", $0) } ?? "n/a")"
             }
             await observeRepository()
+        }
+        if let aws = configuration.aws, await electedHere(now: now) {
+            ran += await runAWSJobs(aws, now: now)
+        }
+        return ran
+    }
+
+    /// The AWS jobs that are due: checks whenever due, the snapshot and the exports inside the AWS
+    /// window (`aws.schedule.window`) unless a whole cycle was missed. A job whose outcome has
+    /// problems (drift, a secret gone) is recorded as failed with them.
+    func runAWSJobs(_ aws: AWSProtection, now: Date) async -> [ServiceJob] {
+        let s = aws.deployment.schedule
+        var ran: [ServiceJob] = []
+        func due(_ job: ServiceJob, every: TimeInterval?, windowed: Bool) -> ServiceSchedule.Due? {
+            guard let every else { return nil }
+            let last = state[job]?.lastSuccessAt
+            guard let d = ServiceSchedule.periodicDue(every: every, last: last, lastFailure: state[job]?.lastFailureAt,
+                retryAfter: configuration.schedule.retryAfter, now: now) else { return nil }
+            guard windowed, let window = s.window, window.occurrence(containing: now) == nil else { return d }
+            // Outside the window: only when a whole cycle and a window were missed.
+            if let last, now.timeIntervalSince(last) < every + window.lengthSeconds { return nil }
+            return ServiceSchedule.Due(reason: d.reason + " (missed the AWS window \(window))")
+        }
+        @Sendable func outcome(_ o: AWSJobOutcome) throws -> String {
+            guard o.ok else { throw LifeboatError(.objectiveMissed, o.summary) }
+            return o.lines.joined(separator: "; ")
+        }
+        let repository = self.repository
+        let jobs: [(ServiceJob, TimeInterval?, Bool, @Sendable () async throws -> String)] = [
+            (.awsCheck, s.check, false, { try outcome(try await aws.check(fix: false)) }),
+            (.awsSnapshot, s.snapshot, true, {
+                try outcome(try await aws.snapshot(purpose: "weekly", retentionDays: nil, copy: aws.deployment.copyToSecondRegion, wait: true).outcome)
+            }),
+            (.awsExpireSnapshots, s.snapshot.map { _ in 86400 }, true, { try outcome(try await aws.expireSnapshots(dryRun: false).outcome) }),
+            (.awsTaskDefinitions, s.taskDefinitions, true, { try outcome(try await aws.exportTaskDefinitions(into: repository).outcome) }),
+            (.awsTerraformState, s.terraformState, true, { try outcome(try await aws.backupTerraformState(into: repository)) }),
+            (.awsConfigSnapshot, s.configSnapshot, true, { try outcome(try await aws.configSnapshot()) }),
+            (.awsSecrets, s.secrets, true, { try outcome(try await aws.exportSecrets(into: repository)) }),
+            (.awsLogs, s.logs, true, { try outcome(try await aws.exportLogs()) }),
+        ]
+        for (job, every, windowed, body) in jobs {
+            guard !Task.isCancelled, let d = due(job, every: every, windowed: windowed) else { continue }
+            ran.append(job)
+            await perform(job, reason: d.reason, body)
         }
         return ran
     }

@@ -6,6 +6,17 @@ import LifeboatRepository
 /// The jobs `serve` runs.
 public enum ServiceJob: String, Codable, Sendable, CaseIterable {
     case backup, expire, copy, verify, drill
+    /// The seed's AWS procedures (the `aws:` section's deployment).
+    case awsCheck = "aws.check"
+    case awsSnapshot = "aws.snapshot"
+    case awsExpireSnapshots = "aws.expire-snapshots"
+    case awsTaskDefinitions = "aws.task-definitions"
+    case awsTerraformState = "aws.terraform-state"
+    case awsConfigSnapshot = "aws.config-snapshot"
+    case awsSecrets = "aws.secrets"
+    case awsLogs = "aws.logs"
+
+    public var isAWS: Bool { rawValue.hasPrefix("aws.") }
 }
 
 /// The last run of one job, kept across restarts of the daemon.

@@ -114,7 +114,7 @@ public struct HealthReport: Codable, Sendable {
                 problems.append("no backup in the repository")
             }
         }
-        for job in [ServiceJob.backup, .verify, .drill, .copy, .expire] {
+        for job in ServiceJob.allCases {
             if let j = s.jobs[job.rawValue], j.succeeded == false {
                 problems.append("the last \(job.rawValue) failed at \(j.finishedAt.map(Timestamp.format) ?? "?"): \(j.message)")
             }

@@ -11,7 +11,7 @@ struct Lifeboat: AsyncParsableCommand {
         discussion: "Exit codes: 0 ok, " + LifeboatError.Code.exitCodeTable + ".",
         version: LifeboatVersion.current,
         subcommands: [RepoCommand.self, BackupCommand.self, WALCommand.self, RestoreCommand.self, InfoCommand.self,
-            VerifyCommand.self, ExpireCommand.self, CopyCommand.self, DrillCommand.self, RunbookCommand.self, ServeCommand.self, PatroniCommand.self, DemoCommand.self])
+            VerifyCommand.self, ExpireCommand.self, CopyCommand.self, DrillCommand.self, RunbookCommand.self, ServeCommand.self, PatroniCommand.self, AWSCommand.self, DemoCommand.self])
 
     static func main() async {
         // Chunk-sized buffers (1 MiB and up) would each be a fresh mmap, paid again as page faults on

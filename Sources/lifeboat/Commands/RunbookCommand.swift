@@ -54,7 +54,7 @@ struct RunbookOptions: ParsableArguments {
         let key = Result { try cli.keySource() }
         let context = RunbookContext(repository: { try await Repository.open(store: try store.get(), key: try key.get(), logger: logger) },
             production: try cli.endpoint(), pgdata: cli.settings.pgdata, invocation: cli.invocation, binDirectory: cli.settings.pgBin,
-            aws: cli.awsOverrides, logger: logger)
+            aws: cli.awsOverrides, awsDeployment: try cli.settings.awsDeployment(), logger: logger)
         return RunbookExecutor(context: context, stateDirectory: cli.settings.stateDirectory(), assumeYes: yes,
             confirm: { question in
                 FileHandle.standardError.write(Data("\n⚠ \(question)\n  Type 'yes' to continue: ".utf8))

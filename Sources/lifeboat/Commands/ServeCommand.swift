@@ -3,6 +3,7 @@ import Dispatch
 import Foundation
 import LifeboatConfiguration
 import LifeboatCore
+import Logging
 import LifeboatPostgres
 import LifeboatRepository
 import LifeboatRunbooks
@@ -61,7 +62,7 @@ struct ServeCommand: AsyncParsableCommand {
             tick: serve.resolvedTick, refreshEvery: serve.resolvedRefresh, parallelism: try context.settings.parallelism(),
             election: serve.ha.map {
                 BackupNodeElection(patroniURL: $0.patroni, maxLagBytes: $0.maxLag?.bytes ?? Defaults.Serve.haMaxLag, preferLeader: $0.preferLeader ?? false)
-            })
+            }, aws: try Self.awsJobs(context, logger: logger))
         let listenAddress = try listen.map(ListenAddress.init) ?? serve.resolvedListen
 
         let lock = try ServiceLock(stateFile: state)
@@ -120,4 +121,12 @@ struct ServeCommand: AsyncParsableCommand {
 
     /// A line on stdout at once (stdout to a file is block-buffered; a daemon's log must not lag).
     static func say(_ line: String) { FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
+
+    /// The `aws:` section's jobs, when it describes a deployment (nil: no AWS job is scheduled).
+    static func awsJobs(_ context: Context, logger: Logger) throws -> AWSProtection? {
+        let d = try context.settings.awsDeployment()
+        let s = d.schedule
+        guard [s.check, s.snapshot, s.taskDefinitions, s.terraformState, s.configSnapshot, s.secrets, s.logs].contains(where: { $0 != nil }) else { return nil }
+        return AWSProtection(deployment: d, account: context.awsOverrides, progress: { line in logger.info("aws: \(line)") })
+    }
 }
