@@ -121,6 +121,7 @@ let package = Package(
         .testTarget(name: "LifeboatServiceTests", dependencies: ["LifeboatService", "LifeboatTesting"], swiftSettings: strict),
         .testTarget(
             name: "LifeboatCLITests",
-            dependencies: ["LifeboatTesting", "LifeboatAWS", "LifeboatAWSCore", "lifeboat"], swiftSettings: strict),
+            dependencies: ["LifeboatTesting", "LifeboatAWS", "LifeboatAWSCore", "LifeboatPostgres", "lifeboat", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict),
     ]
 )

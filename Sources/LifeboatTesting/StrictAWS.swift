@@ -7,7 +7,13 @@ import LifeboatPostgres
 /// `ModifyDBCluster` on a cluster that is not `available` is refused with `InvalidDBClusterStateFault`;
 /// a `db.serverless` instance in a cluster without serverless v2 scaling is refused with
 /// `InvalidParameterCombination`; a restore or cluster creation into an unknown subnet group is
-/// refused with `DBSubnetGroupNotFoundFault`; a cluster that still has instances cannot be deleted.
+/// refused with `DBSubnetGroupNotFoundFault`; a cluster that still has instances cannot be deleted;
+/// a rename onto an existing cluster's name is refused with `DBClusterAlreadyExistsFault` and a
+/// renamed cluster is `renaming` for a while; a CloudWatch Logs export task stays `RUNNING` for a
+/// while and a second one meanwhile is refused with `LimitExceededException` (AWS allows one).
+/// It also answers AWS Config's `DeliverConfigSnapshot`, which moto lacks (for a delivery channel
+/// moto knows), and, for tests, makes snapshots look older than they are and injects faults
+/// (AccessDenied, throttling) into the next calls of an action: see `StrictAWS.control`.
 /// Everything else is passed to moto unchanged. The AWS tests run against it.
 public actor StrictAWS {
     public static let shared = StrictAWS()
@@ -16,6 +22,29 @@ public actor StrictAWS {
     public static let creatingSeconds = 2.0
 
     private var startup: Task<URL, any Error>?
+
+    /// SHA-256 (hex) of the master password last set on `cluster` (empty when none was seen).
+    public func masterPasswordDigest(_ cluster: String) async throws -> String {
+        let base = try await url()
+        let r = try await CommandRunner.run(MotoServer.python(), ["-c",
+            "import sys, urllib.request, urllib.parse; print(urllib.request.urlopen(sys.argv[1] + '/strict-aws/master-password?cluster=' + urllib.parse.quote(sys.argv[2])).read().decode())",
+            base.absoluteString, cluster])
+        return r.output.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Test controls: `["age_snapshot": ["id": ID, "days": N]]` makes a cluster snapshot look N days
+    /// old; `["fault": ["action": "ListSecrets", "code": "AccessDeniedException", "status": 400, "times": 1]]`
+    /// answers the next `times` calls of that action with that error.
+    public func control(_ command: [String: Any]) async throws {
+        let base = try await url()
+        let body = try JSONSerialization.data(withJSONObject: command)
+        let script = "import sys, urllib.request; r = urllib.request.urlopen(urllib.request.Request(sys.argv[1], data=sys.stdin.buffer.read(), method='POST')); print(r.status)"
+        let file = "/tmp/lifeboat-strict-control-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).json"
+        try body.write(to: URL(fileURLWithPath: file))
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let r = try await CommandRunner.run("/bin/sh", ["-c", "\(MotoServer.python()) -c \"\(script)\" \(base.absoluteString)/strict-aws/control < \(file)"], check: false)
+        guard r.status == 0 else { throw LifeboatError(.externalCommand, "the strict AWS proxy refused the control \(command)") }
+    }
 
     /// The proxy's endpoint (starting moto and the proxy on first use).
     public func url() async throws -> URL {
@@ -54,8 +83,13 @@ public actor StrictAWS {
 
         UPSTREAM, PORT, CREATING = sys.argv[1].rstrip("/"), int(sys.argv[2]), float(sys.argv[3])
         lock = threading.Lock()
-        clusters = {}   # id -> {"created": t, "serverless": bool}
+        clusters = {}   # id -> {"created": t, "serverless": bool, "status": "creating"|"renaming"}
         instances = {}  # id -> {"created": t, "cluster": id}
+        aged = {}       # snapshot id -> days to add to its age
+        faults = []     # {"action", "code", "status", "times"}
+        exports = {}    # task id -> created
+        passwords = {}  # cluster -> sha256 of the master password last set (for tests to compare)
+        import json, hashlib
 
         def service_of(auth):
             m = re.search(r"Credential=[^/]+/\d+/[^/]+/([^/]+)/aws4_request", auth or "")
@@ -83,6 +117,58 @@ public actor StrictAWS {
         def creating(entry):
             return entry is not None and time.time() - entry["created"] < CREATING
 
+        def json_error(code, message, status=400):
+            return status, {"Content-Type": "application/x-amz-json-1.1"}, json.dumps({"__type": code, "message": message}).encode()
+
+        def cluster_exists(name, headers):
+            form = urllib.parse.urlencode({"Action": "DescribeDBClusters", "Version": "2014-10-31", "DBClusterIdentifier": name})
+            status, _, _ = forward("POST", "/", headers, form.encode())
+            return status == 200
+
+        def injected(action, is_json):
+            with lock:
+                for f in faults:
+                    if f["action"] == action and f["times"] > 0:
+                        f["times"] -= 1
+                        if is_json:
+                            return json_error(f["code"], f.get("message", "injected by the strict proxy"), f.get("status", 400))
+                        return rds_error(f["code"], f.get("message", "injected by the strict proxy"), f.get("status", 400))
+            return None
+
+        def json_check(target, body, headers):
+            op = target.split(".")[-1]
+            if op == "CreateExportTask":
+                with lock:
+                    running = [t for t, c in exports.items() if time.time() - c < CREATING]
+                if running:
+                    return json_error("LimitExceededException", "Resource limit exceeded.")
+            if op == "DeliverConfigSnapshot":
+                name = body.get("deliveryChannelName", "")
+                h = dict(headers); h["X-Amz-Target"] = "StarlingDoveService.DescribeDeliveryChannels"
+                status, _, data = forward("POST", "/", h, json.dumps({"DeliveryChannelNames": [name]}).encode())
+                if status != 200 or not json.loads(data or b"{}").get("DeliveryChannels"):
+                    return json_error("NoSuchDeliveryChannelException", f"Cannot find delivery channel with specified name '{name}'.")
+                return 200, {"Content-Type": "application/x-amz-json-1.1"}, json.dumps({"configSnapshotId": str(uuid.uuid4())}).encode()
+            return None
+
+        def json_after(target, body, data):
+            op = target.split(".")[-1]
+            if op == "CreateExportTask":
+                with lock:
+                    exports[json.loads(data)["taskId"]] = time.time()
+            if op == "DescribeExportTasks":
+                answer = json.loads(data or b"{}")
+                with lock:
+                    running = {t for t, c in exports.items() if time.time() - c < CREATING}
+                if body.get("statusCode") in ("RUNNING", "PENDING"):
+                    answer["exportTasks"] = [{"taskId": t, "status": {"code": "RUNNING"}} for t in sorted(running)] if body["statusCode"] == "RUNNING" else []
+                else:
+                    for task in answer.get("exportTasks", []):
+                        if task.get("taskId") in running:
+                            task["status"] = {"code": "RUNNING", "message": "running"}
+                data = json.dumps(answer).encode()
+            return data
+
         def subnet_group_exists(name, headers):
             form = urllib.parse.urlencode({"Action": "DescribeDBSubnetGroups", "Version": "2014-10-31", "DBSubnetGroupName": name})
             status, _, _ = forward("POST", "/", headers, form.encode())
@@ -98,6 +184,9 @@ public actor StrictAWS {
                     c = p.get("DBClusterIdentifier")
                     if creating(clusters.get(c)):
                         return rds_error("InvalidDBClusterStateFault", f"DB cluster {c} is not currently in the available state.")
+                    new = p.get("NewDBClusterIdentifier")
+                    if new and cluster_exists(new, headers):
+                        return rds_error("DBClusterAlreadyExistsFault", f"DB Cluster {new} already exists")
                 if action == "CreateDBInstance" and p.get("DBInstanceClass") == "db.serverless":
                     c = clusters.get(p.get("DBClusterIdentifier"))
                     if c is not None and not c["serverless"]:
@@ -115,8 +204,18 @@ public actor StrictAWS {
             with lock:
                 now = time.time()
                 if action in ("RestoreDBClusterToPointInTime", "RestoreDBClusterFromSnapshot", "CreateDBCluster"):
-                    clusters[p["DBClusterIdentifier"]] = {"created": now,
+                    clusters[p["DBClusterIdentifier"]] = {"created": now, "status": "creating",
                         "serverless": "ServerlessV2ScalingConfiguration.MinCapacity" in p}
+                if action in ("CreateDBCluster", "ModifyDBCluster") and p.get("MasterUserPassword"):
+                    passwords[p["DBClusterIdentifier"]] = hashlib.sha256(p["MasterUserPassword"].encode()).hexdigest()
+                if action == "ModifyDBCluster" and p.get("NewDBClusterIdentifier") and p["DBClusterIdentifier"] in passwords:
+                    passwords[p["NewDBClusterIdentifier"]] = passwords.pop(p["DBClusterIdentifier"])
+                if action == "ModifyDBCluster" and p.get("NewDBClusterIdentifier"):
+                    old = clusters.pop(p["DBClusterIdentifier"], {"serverless": False})
+                    clusters[p["NewDBClusterIdentifier"]] = {"created": now, "status": "renaming", "serverless": old.get("serverless", False)}
+                    for v in instances.values():
+                        if v["cluster"] == p["DBClusterIdentifier"]:
+                            v["cluster"] = p["NewDBClusterIdentifier"]
                 elif action == "ModifyDBCluster" and "ServerlessV2ScalingConfiguration.MinCapacity" in p:
                     clusters.setdefault(p["DBClusterIdentifier"], {"created": 0, "serverless": True})["serverless"] = True
                 elif action == "CreateDBInstance":
@@ -133,8 +232,9 @@ public actor StrictAWS {
                     def fix(m):
                         block = m.group(0)
                         ident = re.search(r"<DBClusterIdentifier>([^<]+)</DBClusterIdentifier>", block)
-                        if ident and creating(clusters.get(ident.group(1))):
-                            block = re.sub(r"<Status>[^<]*</Status>", "<Status>creating</Status>", block, count=1)
+                        entry = clusters.get(ident.group(1)) if ident else None
+                        if creating(entry):
+                            block = re.sub(r"<Status>[^<]*</Status>", "<Status>" + entry.get("status", "creating") + "</Status>", block, count=1)
                         return block
                     text = re.sub(r"<DBCluster>.*?</DBCluster>", fix, text, flags=re.S)
                 elif action == "DescribeDBInstances":
@@ -145,6 +245,16 @@ public actor StrictAWS {
                             block = re.sub(r"<DBInstanceStatus>[^<]*</DBInstanceStatus>", "<DBInstanceStatus>creating</DBInstanceStatus>", block)
                         return block
                     text = re.sub(r"<DBInstance>.*?</DBInstance>", fix, text, flags=re.S)
+                elif action == "DescribeDBClusterSnapshots":
+                    def fix(m):
+                        block = m.group(0)
+                        ident = re.search(r"<DBClusterSnapshotIdentifier>([^<]+)</DBClusterSnapshotIdentifier>", block)
+                        days = aged.get(ident.group(1)) if ident else None
+                        if days:
+                            older = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() - days * 86400))
+                            block = re.sub(r"<SnapshotCreateTime>[^<]*</SnapshotCreateTime>", f"<SnapshotCreateTime>{older}</SnapshotCreateTime>", block)
+                        return block
+                    text = re.sub(r"<DBClusterSnapshot>.*?</DBClusterSnapshot>", fix, text, flags=re.S)
             return text.encode()
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -154,18 +264,50 @@ public actor StrictAWS {
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 headers = {k: v for k, v in self.headers.items()}
+                if self.path.startswith("/strict-aws/master-password"):
+                    q = dict(urllib.parse.parse_qsl(urllib.parse.urlparse(self.path).query))
+                    with lock:
+                        digest = passwords.get(q.get("cluster", ""), "")
+                    self.reply(200, {"Content-Type": "text/plain"}, digest.encode())
+                    return
+                if self.path.startswith("/strict-aws/control"):
+                    command = json.loads(body or b"{}")
+                    with lock:
+                        if "age_snapshot" in command:
+                            aged[command["age_snapshot"]["id"]] = float(command["age_snapshot"]["days"])
+                        if "fault" in command:
+                            faults.append(dict(command["fault"]))
+                    status, out_headers, data = 200, {"Content-Type": "text/plain"}, b"ok"
+                    self.reply(status, out_headers, data)
+                    return
                 action, params = None, {}
-                if service_of(self.headers.get("Authorization")) == "rds" and body:
+                target = self.headers.get("X-Amz-Target") or ""
+                jbody = {}
+                if target and body:
+                    try:
+                        jbody = json.loads(body)
+                    except ValueError:
+                        jbody = {}
+                if service_of(self.headers.get("Authorization")) in ("rds", "ec2", "elasticloadbalancing") and body and not target:
                     params = dict(urllib.parse.parse_qsl(body.decode()))
                     action = params.get("Action")
-                refused = check(action, params, headers) if action else None
+                refused = injected(target.split(".")[-1], True) if target else (injected(action, False) if action else None)
+                if not refused and service_of(self.headers.get("Authorization")) == "rds":
+                    refused = check(action, params, headers) if action else None
+                if not refused and target:
+                    refused = json_check(target, jbody, headers)
                 if refused:
                     status, out_headers, data = refused
                 else:
                     status, out_headers, data = forward(self.command, self.path, headers, body)
-                    if action and status == 200:
+                    if action and status == 200 and service_of(self.headers.get("Authorization")) == "rds":
                         record(action, params)
                         data = still_creating(action, data)
+                    if target and status == 200:
+                        data = json_after(target, jbody, data)
+                self.reply(status, out_headers, data)
+
+            def reply(self, status, out_headers, data):
                 self.send_response(status)
                 for k, v in out_headers.items():
                     if k.lower() not in ("content-length", "transfer-encoding", "connection", "date", "server"):

@@ -34,6 +34,16 @@ struct InfoCommand: AsyncParsableCommand {
             let tags = b.tags.keys.sorted().map { "\($0)=\(b.tags[$0] ?? "")" }.joined(separator: ",")
             print("  \(b.id)  \(b.kind.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0)) \(Timestamp.format(b.startTime)) .. \(Timestamp.format(b.stopTime))  lsn \(b.startLSN)..\(b.stopLSN) tl \(b.timeline)  \(Output.bytes(b.logicalBytes)) read, \(Output.bytes(b.newStoredBytes)) stored\(tags.isEmpty ? "" : "  [\(tags)]")\(b.retainUntil.map { "  until \(Timestamp.format($0))" } ?? "")")
         }
+        // Backups from outside PostgreSQL (task definitions, Terraform state, secret metadata).
+        let artifacts = try await repo.artifacts()
+        if !artifacts.isEmpty {
+            print("aws artifacts: \(artifacts.count)")
+            for kind in Set(artifacts.map(\.kind)).sorted() {
+                let of = artifacts.filter { $0.kind == kind }
+                guard let newest = of.last else { continue }
+                print("  \(kind): \(of.count), newest \(newest.id) (\(newest.items.count) document(s), \(Output.bytes(UInt64(newest.bytes))))")
+            }
+        }
     }
 }
 
