@@ -47,17 +47,27 @@ public struct NetworkChecks: Sendable {
         let igwIDs = igws.all("item").compactMap { $0.child("internetGatewayId") }
         if igwIDs.isEmpty { d.problems.append("no internet gateway attached to \(vpc)") } else { d.facts.append("internet gateway \(igwIDs.joined(separator: ", ")) attached") }
         let nats = try await ec2.query("DescribeNatGateways", version: Self.ec2Version, [("Filter.1.Name", "vpc-id"), ("Filter.1.Value.1", vpc)])
+        var natState: [String: String] = [:]
         for nat in nats.all("item") where nat.child("natGatewayId") != nil {
             let id = nat.child("natGatewayId") ?? "?"
             let s = nat.child("state") ?? "unknown"
+            natState[id] = s
             if s == "available" { d.facts.append("NAT gateway \(id) available") } else if s != "deleted" { d.problems.append("NAT gateway \(id) is \(s)") }
         }
         let tables = try await ec2.query("DescribeRouteTables", version: Self.ec2Version, filter)
         for table in tables.children(named: "routeTableSet").flatMap({ $0.children(named: "item") }) {
             let id = table.child("routeTableId") ?? "?"
             let routes = table.children(named: "routeSet").flatMap { $0.children(named: "item") }
-            for r in routes where r.child("state") == "blackhole" {
-                d.problems.append("route table \(id): route to \(r.child("destinationCidrBlock") ?? "?") is a blackhole (its target \(r.child("natGatewayId") ?? r.child("gatewayId") ?? r.child("networkInterfaceId") ?? "?") is gone)")
+            for r in routes {
+                let destination = r.child("destinationCidrBlock") ?? "?"
+                if r.child("state") == "blackhole" {
+                    d.problems.append("route table \(id): route to \(destination) is a blackhole (its target \(r.child("natGatewayId") ?? r.child("gatewayId") ?? r.child("networkInterfaceId") ?? "?") is gone)")
+                } else if let nat = r.child("natGatewayId"), natState[nat] != "available" {
+                    // AWS marks such a route blackhole after a while; the gateway's own state says it at once.
+                    d.problems.append("route table \(id): route to \(destination) goes to NAT gateway \(nat), which is \(natState[nat] ?? "gone")")
+                } else if let gateway = r.child("gatewayId"), gateway.hasPrefix("igw-"), !igwIDs.contains(gateway) {
+                    d.problems.append("route table \(id): route to \(destination) goes to internet gateway \(gateway), which is not attached to \(vpc)")
+                }
             }
             d.facts.append("route table \(id): \(routes.count) route(s)")
         }

@@ -90,18 +90,19 @@ enum AWSRecoveryActions {
     }
 
     /// The seed's "Update ECS task definitions with this endpoint": for each service, a new revision
-    /// of its task definition with `variable` set to `endpoint`, and the service moved to it. A
+    /// of its task definition with `variable` set to `database_endpoint`, and the service moved to it
+    /// (`endpoint` is the AWS endpoint every aws.* step takes, not the database's). A
     /// service already on such a revision is left alone. `previous_task_definitions` is a state
     /// output, so `aws.ecs.set-task-definitions` can put the first attempt's revisions back.
     static let ecsPointDatabase = RunbookAction(name: "aws.ecs.point-database", destructive: true,
-        describe: { i in "point \((try? AWSActions.services(i))?.joined(separator: ", ") ?? "?") at the database \(i.optional("endpoint") ?? "?") (\(i.optional("variable") ?? "DB_HOST"))" },
+        describe: { i in "point \((try? AWSActions.services(i))?.joined(separator: ", ") ?? "?") at the database \(i.optional("database_endpoint") ?? "?") (\(i.optional("variable") ?? "DB_HOST"))" },
         preflight: { inputs, ctx in try await AWSActions.checkServices(inputs, ctx) },
         stateOutputs: ["previous_task_definitions"]
     ) { inputs, ctx in
         let ecs = ECSServices(client: try client(.ecs, inputs, ctx))
         let defs = TaskDefinitions(client: try client(.ecs, inputs, ctx))
         let cluster = try inputs.string("cluster")
-        let endpoint = try inputs.string("endpoint")
+        let endpoint = try inputs.string("database_endpoint")
         let variable = inputs.optional("variable").flatMap { $0.isEmpty ? nil : $0 } ?? "DB_HOST"
         var previous: [String] = []
         var now: [String] = []

@@ -132,7 +132,7 @@ public enum BuiltinRunbooks {
               region: "${vars.region}"
               cluster: "${vars.ecs_cluster}"
               services: "${vars.services}"
-              endpoint: "${steps.restored.endpoint}"
+              database_endpoint: "${steps.restored.endpoint}"
               variable: "${vars.db_host_variable}"
             confirm: "Point ${vars.services} at ${steps.restored.endpoint}?"
         expect:
@@ -449,7 +449,7 @@ public enum BuiltinRunbooks {
               region: "${vars.region}"
               cluster: "${vars.ecs_cluster}"
               services: "${vars.services}"
-              endpoint: "${steps.restore.endpoint}"
+              database_endpoint: "${steps.restore.endpoint}"
               variable: "${vars.db_host_variable}"
             confirm: "Register task definitions pointing ${vars.services} at ${steps.restore.endpoint}?"
           - name: restart-application
