@@ -7,6 +7,10 @@ import LifeboatPostgres
 import LifeboatTesting
 import Testing
 
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
 /// The seed's AWS backup procedures through the binary (`lifeboat aws ...`), against moto behind the
 /// strict proxy, each effect read back with an AWS API call. Every test has its own region: moto's
 /// state is shared by the test process.
@@ -373,6 +377,80 @@ import Testing
             "message": "Rate exceeded"]])
         let throttled = try await s.run(["check"])
         #expect(throttled.status == 0, "throttling is retried: \(throttled.output)\(throttled.errors)")
+    }
+
+    func get(_ url: String) async -> (status: Int, body: String)? {
+        guard let u = URL(string: url), let (data, response) = try? await URLSession.shared.data(from: u) else { return nil }
+        return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
+    }
+
+    /// `serve` runs the AWS jobs the `aws:` section configures: drift fails `aws.check` (in the job
+    /// table, /metrics and /healthz) until it is fixed; the weekly snapshot and the exports run and
+    /// are not repeated before they are due.
+    @Test func serveSchedulesTheAWSJobs() async throws {
+        let port = TestSandbox.freePort()
+        let s = try await setup("serve", region: "ap-southeast-3", deployment: """
+            second_region: ap-southeast-4
+            aurora:
+              cluster: prod
+            ecs:
+              cluster: prod
+            secrets:
+              prefixes: [prod/]
+            schedule:
+              check: 1s
+            """)
+        defer { Task { await s.sandbox.remove() } }
+        let config = s.sandbox.path("serve.yaml")
+        let text = try String(contentsOfFile: s.repo.configFile, encoding: .utf8) + """
+            serve:
+              listen: 127.0.0.1:\(port)
+              backup_every: "off"
+              verify_every: "off"
+              retry_after: 1s
+              tick: 0.2s
+              state_file: \(s.sandbox.path("state/serve.json"))
+
+            """
+        try text.write(toFile: config, atomically: true, encoding: .utf8)
+        let rds = try s.client(.rds)
+        try await createCluster(rds, "prod", retention: 3)
+        _ = try await s.client(.ecs).json(Self.ecsPrefix + "RegisterTaskDefinition", ["family": "app", "containerDefinitions": [["name": "a", "image": "a:1", "memory": 64]]])
+        _ = try await s.client(.secretsManager).json("secretsmanager.CreateSecret", ["Name": "prod/db", "SecretString": "Serve-Test-Value-1"])
+
+        let once = try await LifeboatCLI.run(["serve", "--once", "--config", config], environment: s.env, timeout: 300)
+        #expect(once.status == 15, "the drift fails the run: \(once.output)\(once.errors)")
+        #expect(once.output.contains("aws.check: FAILED") && once.output.contains("backup retention is 3 days, expected 7 days"), "\(once.output)")
+        for job in ["aws.snapshot", "aws.expire-snapshots", "aws.task-definitions", "aws.secrets"] {
+            #expect(once.output.contains("\(job): ok"), "\(job): \(once.output)")
+        }
+        #expect(try await snapshots(rds, "prod").values.contains { $0.tags["Purpose"] == "weekly" })
+        #expect(try await s.repo.reopen().artifacts().map(\.kind).sorted() == ["ecs-task-definitions", "secrets-metadata"])
+
+        try await AuroraClusters(client: rds).setBackupSettings("prod", retentionDays: 7, window: "03:00-04:00")
+        let daemon = try CommandRunner.spawn(TestSandbox.lifeboatBinary, ["serve", "--config", config], environment: s.env,
+            outputPath: s.sandbox.path("serve.log"))
+        defer { daemon.signal(SIGTERM) }
+        var metrics = ""
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline, daemon.poll() == nil {
+            if let m = await get("http://127.0.0.1:\(port)/metrics"), m.body.contains("lifeboat_job_last_success{job=\"aws.check\"} 1.0") {
+                metrics = m.body
+                break
+            }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        let log = (try? String(contentsOfFile: s.sandbox.path("serve.log"), encoding: .utf8)) ?? ""
+        #expect(metrics.contains("lifeboat_job_last_success{job=\"aws.check\"} 1.0"), "fixed drift passes the next check: \(log)")
+        #expect(metrics.contains("lifeboat_job_failures_total{job=\"aws.check\"} 1"), "\(metrics)")
+        #expect(metrics.contains("lifeboat_job_runs_total{job=\"aws.snapshot\"} 1"), "the weekly snapshot is not taken again: \(metrics)")
+        let health = await get("http://127.0.0.1:\(port)/healthz")
+        #expect(health?.body.contains("aws.") == false, "no AWS job is failing any more: \(String(describing: health))")
+        let page = await get("http://127.0.0.1:\(port)/")
+        #expect(page?.body.contains("aws.task-definitions") == true)
+        daemon.signal(SIGTERM)
+        #expect(try await daemon.wait(timeout: 20) == 0, "\(log)")
+        #expect(try await snapshots(rds, "prod").values.filter { $0.tags["Purpose"] == "weekly" }.count == 1)
     }
 }
 
