@@ -117,6 +117,18 @@ public struct AWSScheduleSection: Decodable, Sendable, Equatable {
     }
 }
 
+/// `aws.drill`: the Aurora drill `serve` runs every `aws.schedule.drill` (the seed's monthly test):
+/// a runbook (default `builtin:aws-pitr-drill`) and its variables (subnet group, security groups,
+/// the verification's user, database, SQL and password variable).
+public struct AWSDrillSection: Decodable, Sendable, Equatable {
+    public var runbook: String?
+    public var vars: [String: String]?
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case runbook, vars
+    }
+}
+
 /// The protected AWS deployment with defaults applied (`LifeboatSettings.awsDeployment()`).
 public struct AWSDeploymentSettings: Sendable, Equatable {
     public var region: String?
@@ -144,6 +156,9 @@ public struct AWSDeploymentSettings: Sendable, Equatable {
     public var logsBucket: String?
     public var logsPrefix = Defaults.AWS.logsPrefix
     public var configDeliveryChannel: String?
+    /// The drill serve runs on `schedule.drill`, and its runbook variables (region and cluster added).
+    public var drillRunbook = "builtin:aws-pitr-drill"
+    public var drillVars: [String: String] = [:]
     public var schedule = AWSJobSchedule()
 
     public init() {}

@@ -225,9 +225,10 @@ public struct AWSSection: Decodable, Sendable, Equatable {
     public var logs: LogsSection?
     public var config: AWSConfigSection?
     public var schedule: AWSScheduleSection?
+    public var drill: AWSDrillSection?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case region, endpoint, profile, aurora, ecs, ecr, terraform, secrets, logs, config, schedule
+        case region, endpoint, profile, aurora, ecs, ecr, terraform, secrets, logs, config, schedule, drill
         case accessKeyID = "access_key_id"
         case secretAccessKey = "secret_access_key"
         case sessionToken = "session_token"

@@ -345,6 +345,11 @@ public struct LifeboatSettings: Sendable {
         d.logsBucket = a?.logs?.bucket
         d.logsPrefix = a?.logs?.prefix ?? Defaults.AWS.logsPrefix
         d.configDeliveryChannel = a?.config?.deliveryChannel
+        d.drillRunbook = a?.drill?.runbook ?? d.drillRunbook
+        var drillVars = a?.drill?.vars ?? [:]
+        if let region = a?.region, drillVars["region"] == nil { drillVars["region"] = region }
+        if let cluster = d.auroraCluster, drillVars["db_cluster"] == nil { drillVars["db_cluster"] = cluster }
+        d.drillVars = drillVars
         if d.copyToSecondRegion, d.secondRegion == nil {
             throw LifeboatError(.invalidUsage, "aws.aurora.copy_to_second_region is on but aws.second_region is not set",
                 hint: "name the second region (and aws.second_region_kms_key, a key of that region)")

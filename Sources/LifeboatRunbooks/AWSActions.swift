@@ -140,18 +140,29 @@ enum AWSActions {
         let rds = AuroraClusters(client: try client(.rds, inputs, ctx))
         var restored: AuroraCluster
         var point = "latest restorable time"
+        var extra: [String: String] = [:]
         if let snapshot = given(inputs, "snapshot") {
             restored = try await rds.restoreFromSnapshot(snapshot, engine: inputs.optional("engine") ?? "aurora-postgresql", into: target)
             point = "snapshot \(snapshot)"
         } else {
             let time = try restoreTime(inputs)
             if let time { point = Timestamp.format(time) }
-            restored = try await rds.restoreToPointInTime(source: try inputs.string("source_cluster"), time: time, into: target)
+            let source = try inputs.string("source_cluster")
+            // The point the restore reaches, read when it is asked: for the latest restorable time,
+            // how far it trails now is the data a disaster now would lose (the drill's RPO).
+            let asked = Date()
+            var reached = time
+            if time == nil { reached = try await rds.describe(source).latestRestorableTime }
+            restored = try await rds.restoreToPointInTime(source: source, time: time, into: target)
+            if time == nil, let reached {
+                extra["restored_point"] = Timestamp.format(reached)
+                extra["rpo_seconds"] = String(format: "%.3f", max(0, asked.timeIntervalSince(reached)))
+            }
         }
         let w = try wait(inputs, timeout: 7200)
         // The endpoint answers once the writer instance is up: wait for the cluster and its instances.
         if w.wait { restored = try await rds.waitReady(target.cluster, timeout: w.timeout, poll: w.poll) }
-        return cluster(restored).merging(["restored_to": point]) { $1 }
+        return cluster(restored).merging(["restored_to": point]) { $1 }.merging(extra) { $1 }
     }
 
     /// The seed's cross-region snapshot copy: into `region` under that region's own `kms_key_id`.

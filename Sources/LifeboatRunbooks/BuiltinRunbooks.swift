@@ -8,8 +8,66 @@ public enum BuiltinRunbooks {
         "regional-outage": regionalOutage, "aws-emergency-failover": awsEmergencyFailover, "aws-service-outage": awsServiceOutage,
         "terraform-destroy": terraformDestroy, "aws-restore-drill": awsRestoreDrill, "aws-regional-outage": awsRegionalOutage,
         "aws-network-failure": awsNetworkFailure, "aws-alb-failure": awsALBFailure, "aws-promote-rename": awsPromoteRename,
-        "aws-promote-endpoint": awsPromoteEndpoint,
+        "aws-promote-endpoint": awsPromoteEndpoint, "aws-pitr-drill": awsPITRDrill,
     ]
+
+    static let awsPITRDrill = """
+        name: aws-pitr-drill
+        description: >
+          The seed's monthly point-in-time test on Aurora, for `lifeboat drill run --scenario
+          point-in-time --runbook builtin:aws-pitr-drill` (or serve's aws.schedule.drill): restore the
+          cluster's latest restorable point into a new cluster with an instance, verify it over its
+          endpoint, delete the drill cluster. The RPO is how far that point trailed the drill's
+          restore request; clean-up does not count toward the RTO.
+        vars:
+          region: us-east-1
+          db_cluster: omnirapeutic-production
+          drill_cluster: omnirapeutic-production-pitr-drill
+          subnet_group: omnirapeutic-production-aurora-subnet-group
+          security_groups: ""
+          instance_class: db.serverless
+          min_capacity: "0.5"
+          max_capacity: "1.0"
+          db_port: "5432"
+          db_user: postgres
+          db_name: postgres
+          db_password_env: PGPASSWORD
+          verify_sql: "SELECT 1"
+        steps:
+          - name: restore
+            action: aws.rds.restore
+            with:
+              region: "${vars.region}"
+              source_cluster: "${vars.db_cluster}"
+              target_cluster: "${vars.drill_cluster}"
+              subnet_group: "${vars.subnet_group}"
+              security_groups: "${vars.security_groups}"
+              instance_class: "${vars.instance_class}"
+              min_capacity: "${vars.min_capacity}"
+              max_capacity: "${vars.max_capacity}"
+            timeout: 2h
+          - name: verify
+            action: verify
+            with:
+              host: "${steps.restore.endpoint}"
+              port: "${vars.db_port}"
+              user: "${vars.db_user}"
+              database: "${vars.db_name}"
+              password_env: "${vars.db_password_env}"
+              checks:
+                - { name: application query, sql: "${vars.verify_sql}" }
+            retries: 20
+            retry_delay: 15s
+            on_failure:
+              - name: drop-cluster-after-failure
+                action: aws.rds.delete-cluster
+                with: { region: "${vars.region}", cluster: "${vars.drill_cluster}" }
+                rto: false
+          - name: drop-drill-cluster
+            action: aws.rds.delete-cluster
+            with: { region: "${vars.region}", cluster: "${vars.drill_cluster}" }
+            rto: false
+        """
 
     static let awsNetworkFailure = """
         name: aws-network-failure

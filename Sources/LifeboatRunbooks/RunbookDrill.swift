@@ -47,12 +47,21 @@ public struct RunbookDrill: Sendable {
         // The whole run (confirmations and pauses between steps included) minus clean-up steps.
         let rto = (result?.totalSeconds ?? Date().timeIntervalSince(started)) - phases.filter { !$0.countsTowardRTO }.reduce(0) { $0 + $1.seconds }
         let rtoMet = failure == nil && rto <= objectives.rtoSeconds
-        let passed = failure == nil && rtoMet && checks.allSatisfy(\.passed)
+        // A step that restores to the latest point says how far that point trailed (`rpo_seconds`,
+        // aws.rds.restore to the latest restorable time): the drill's measured RPO.
+        let rpo = steps.compactMap { $0.outputs["rpo_seconds"].flatMap(Double.init) }.max()
+        var rpoMet: Bool?
+        if let limit = objectives.rpoSeconds {
+            rpoMet = rpo.map { $0 <= limit } ?? false
+            checks.append(.init(name: "RPO measured", passed: rpo != nil,
+                detail: rpo.map { String(format: "%.3f s (objective %@)", $0, HumanDuration.format(limit)) } ?? "no step reported rpo_seconds: the runbook does not restore to the latest point"))
+        }
+        let passed = failure == nil && rtoMet && rpoMet != false && checks.allSatisfy(\.passed)
         let id = TimestampID.make(started)
         let report = DrillReport(id: id, scenario: scenario, host: ProcessInfo.processInfo.hostName, startedAt: started,
             finishedAt: Date(), backupID: nil, backupStopTime: nil, targetTime: nil, achievedTime: nil, runbook: runbook.name,
             runID: result?.runID, achievedLSN: nil, productionLSNAtTarget: nil, archiveLagSeconds: nil, phases: phases,
-            rtoSeconds: rto, rpoSeconds: nil, objectives: objectives, checks: checks, rtoMet: rtoMet, rpoMet: nil, passed: passed,
+            rtoSeconds: rto, rpoSeconds: rpo, objectives: objectives, checks: checks, rtoMet: rtoMet, rpoMet: rpoMet, passed: passed,
             scratchDirectory: nil, error: failure)
         try await DrillHistory.record(report, in: repository)
         return report

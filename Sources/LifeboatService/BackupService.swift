@@ -32,13 +32,16 @@ public struct ServiceConfiguration: Sendable {
     public var election: BackupNodeElection?
     /// The seed's AWS jobs for the `aws:` section's deployment (nil: none).
     public var aws: AWSProtection?
+    /// The Aurora drill run every `aws.schedule.drill` (nil: none).
+    public var awsDrill: AWSDrillJob?
 
     public init(schedule: ServiceSchedule, backup: BackupOptions?, expirePolicy: RetentionPolicy?, copyToMirrors: Bool,
         drill: DrillOptions?, production: PostgresEndpoint?, rpoObjective: TimeInterval = 300, stateFile: String,
         tick: TimeInterval = 30, refreshEvery: TimeInterval = 300, parallelism: Int = 4, election: BackupNodeElection? = nil,
-        aws: AWSProtection? = nil)
+        aws: AWSProtection? = nil, awsDrill: AWSDrillJob? = nil)
     {
         self.aws = aws
+        self.awsDrill = awsDrill
         self.election = election
         self.schedule = schedule
         self.backup = backup
@@ -51,6 +54,28 @@ public struct ServiceConfiguration: Sendable {
         self.tick = tick
         self.refreshEvery = refreshEvery
         self.parallelism = parallelism
+    }
+}
+
+/// The Aurora drill serve runs on schedule: a runbook drill (`builtin:aws-pitr-drill` by default)
+/// with its variables and objectives, run by an executor that answers its confirmations.
+public struct AWSDrillJob: Sendable {
+    public var every: TimeInterval
+    public var scenario: DrillScenario
+    public var text: String
+    public var vars: [String: String]
+    public var objectives: DrillObjectives
+    public var executor: RunbookExecutor
+
+    public init(every: TimeInterval, scenario: DrillScenario, text: String, vars: [String: String], objectives: DrillObjectives,
+        executor: RunbookExecutor)
+    {
+        self.every = every
+        self.scenario = scenario
+        self.text = text
+        self.vars = vars
+        self.objectives = objectives
+        self.executor = executor
     }
 }
 
@@ -184,6 +209,23 @@ public actor BackupService {
         }
         if let aws = configuration.aws, await electedHere(now: now) {
             ran += await runAWSJobs(aws, now: now)
+        }
+        if let drill = configuration.awsDrill,
+            let due = ServiceSchedule.periodicDue(every: drill.every, last: state[.awsDrill]?.lastSuccessAt, lastFailure: state[.awsDrill]?.lastFailureAt,
+                retryAfter: schedule.retryAfter, now: now),
+            await electedHere(now: now)
+        {
+            ran.append(.awsDrill)
+            await perform(.awsDrill, reason: due.reason) {
+                let report = try await RunbookDrill(repository: self.repository, executor: drill.executor).run(scenario: drill.scenario,
+                    runbook: try Runbook(yaml: drill.text), text: drill.text, vars: drill.vars, objectives: drill.objectives)
+                guard report.passed else {
+                    throw LifeboatError(.objectiveMissed, "drill \(report.id) failed: \(report.error ?? report.checks.filter { !$0.passed }.map { "\($0.name): \($0.detail)" }.joined(separator: "; "))",
+                        hint: "`lifeboat drill history` and the report show which")
+                }
+                return "drill \(report.id) passed: RTO \(HumanDuration.format(report.rtoSeconds))\(report.rpoSeconds.map { String(format: ", RPO %.3f s", $0) } ?? "")"
+            }
+            await observeRepository()
         }
         return ran
     }

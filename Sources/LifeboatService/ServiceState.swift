@@ -15,6 +15,7 @@ public enum ServiceJob: String, Codable, Sendable, CaseIterable {
     case awsConfigSnapshot = "aws.config-snapshot"
     case awsSecrets = "aws.secrets"
     case awsLogs = "aws.logs"
+    case awsDrill = "aws.drill"
 
     public var isAWS: Bool { rawValue.hasPrefix("aws.") }
 }

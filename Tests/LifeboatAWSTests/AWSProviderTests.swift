@@ -311,4 +311,47 @@ extension AWSProviderTests {
         #expect(history.map(\.runbook) == ["aws-restore-drill"] && history.first?.scenario == .snapshotRestore)
         try await pg.stop()
     }
+
+    /// The monthly point-in-time drill on Aurora: the latest restorable point restored into a new
+    /// cluster, verified, cleaned up; its RPO is measured (how far that point trailed the request)
+    /// and held to the objective. A runbook that restores a snapshot measures no RPO: as a
+    /// point-in-time drill it fails instead of passing without one.
+    @Test func auroraPointInTimeDrillMeasuresItsRPO() async throws {
+        let sandbox = try TestSandbox("aws-pitr-drill")
+        defer { Task { await sandbox.remove() } }
+        let explicit = try await account("eu-west-1")
+        let rdsClient = try AWSClient(.rds, overrides: explicit)
+        try await makeCluster(rdsClient, "omni")
+        let repo = try await TestRepository.make(in: sandbox)
+        let pg = try await TestPostgres.start(in: sandbox, archiveTo: nil)
+        _ = try await pg.query("CREATE TABLE accounts AS SELECT generate_series(1, 100) AS id")
+        let context = RunbookContext(repository: { try await repo.reopen() }, production: PostgresEndpoint(), pgdata: nil,
+            invocation: LifeboatInvocation(executable: "/bin/false"), aws: explicit, logger: TestSandbox.logger())
+        let executor = RunbookExecutor(context: context, stateDirectory: sandbox.path("runs"), assumeYes: true)
+        let vars = ["region": "eu-west-1", "db_cluster": "omni", "drill_cluster": "omni-pitr", "db_port": String(pg.port),
+                    "db_user": pg.cluster.superuser, "verify_sql": "SELECT count(*) FROM accounts"]
+        func local(_ name: String) throws -> String {
+            try BuiltinRunbooks.load(name).replacingOccurrences(of: "host: \"${steps.restore.endpoint}\"", with: "host: \"\(pg.cluster.socketDirectory)\"")
+        }
+        let text = try local("builtin:aws-pitr-drill")
+        let report = try await RunbookDrill(repository: try await repo.reopen(), executor: executor).run(scenario: .pointInTime,
+            runbook: try Runbook(yaml: text), text: text, vars: vars, objectives: DrillScenario.pointInTime.defaultObjectives)
+        #expect(report.passed, "\(report.checks.filter { !$0.passed }) \(report.error ?? "")")
+        let rpo = try #require(report.rpoSeconds)
+        #expect(rpo >= 0 && rpo < 60 && report.rpoMet == true, "RPO \(rpo)")
+        #expect(report.phases.filter { !$0.countsTowardRTO }.map(\.name) == ["drop-drill-cluster (aws.rds.delete-cluster)"])
+        await #expect(throws: LifeboatError.self) { _ = try await AuroraClusters(client: rdsClient).describe("omni-pitr") }
+
+        let snapshotText = try local("builtin:aws-restore-drill")
+        let none = try await RunbookDrill(repository: try await repo.reopen(), executor: executor).run(scenario: .pointInTime,
+            runbook: try Runbook(yaml: snapshotText), text: snapshotText,
+            vars: ["region": "eu-west-1", "db_cluster": "omni", "drill_cluster": "omni-snap", "db_port": String(pg.port),
+                   "db_user": pg.cluster.superuser],
+            objectives: DrillScenario.pointInTime.defaultObjectives)
+        #expect(!none.passed && none.rpoSeconds == nil && none.rpoMet == false)
+        #expect(none.checks.contains { $0.name == "RPO measured" && !$0.passed })
+        let history = try await DrillHistory.all(try await repo.reopen())
+        #expect(history.count == 2 && history.allSatisfy { $0.scenario == .pointInTime })
+        try await pg.stop()
+    }
 }

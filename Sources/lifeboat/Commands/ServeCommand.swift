@@ -62,7 +62,7 @@ struct ServeCommand: AsyncParsableCommand {
             tick: serve.resolvedTick, refreshEvery: serve.resolvedRefresh, parallelism: try context.settings.parallelism(),
             election: serve.ha.map {
                 BackupNodeElection(patroniURL: $0.patroni, maxLagBytes: $0.maxLag?.bytes ?? Defaults.Serve.haMaxLag, preferLeader: $0.preferLeader ?? false)
-            }, aws: try Self.awsJobs(context, logger: logger))
+            }, aws: try Self.awsJobs(context, logger: logger), awsDrill: try Self.awsDrill(context, logger: logger))
         let listenAddress = try listen.map(ListenAddress.init) ?? serve.resolvedListen
 
         let lock = try ServiceLock(stateFile: state)
@@ -121,6 +121,19 @@ struct ServeCommand: AsyncParsableCommand {
 
     /// A line on stdout at once (stdout to a file is block-buffered; a daemon's log must not lag).
     static func say(_ line: String) { FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
+
+    /// `aws.schedule.drill`: the Aurora drill (point-in-time unless the runbook says a snapshot).
+    static func awsDrill(_ context: Context, logger: Logger) throws -> AWSDrillJob? {
+        let d = try context.settings.awsDeployment()
+        guard let every = d.schedule.drill else { return nil }
+        let text = try BuiltinRunbooks.load(d.drillRunbook)
+        let book = try Runbook(yaml: text)
+        let scenario: DrillScenario = d.drillRunbook == "builtin:aws-restore-drill" ? .snapshotRestore : .pointInTime
+        let vars = try RunbookOptions.overrides(d.drillVars.map { "\($0.key)=\($0.value)" }, for: book)
+        let executor = try RunbookOptions.executor(context, yes: true, quiet: true)
+        return AWSDrillJob(every: every, scenario: scenario, text: text, vars: vars, objectives: try context.drillObjectives(scenario),
+            executor: executor)
+    }
 
     /// The `aws:` section's jobs, when it describes a deployment (nil: no AWS job is scheduled).
     static func awsJobs(_ context: Context, logger: Logger) throws -> AWSProtection? {
