@@ -295,6 +295,8 @@ public struct ServeSection: Decodable, Sendable, Equatable {
     public var drillEvery: Schedule?
     public var drillScenario: String?
     public var rpoObjective: ConfigDuration?
+    /// The overall RTO objective the dashboard shows drills against (the seed's 4 hours).
+    public var rtoObjective: ConfigDuration?
     public var stateFile: String?
     public var tick: ConfigDuration?
     public var refresh: ConfigDuration?
@@ -312,6 +314,7 @@ public struct ServeSection: Decodable, Sendable, Equatable {
         case drillEvery = "drill_every"
         case drillScenario = "drill_scenario"
         case rpoObjective = "rpo_objective"
+        case rtoObjective = "rto_objective"
         case stateFile = "state_file"
         case retryAfter = "retry_after"
     }

@@ -27,6 +27,7 @@ public enum Defaults {
         public static let drillEvery = Schedule.off
         public static let drillScenario = "snapshot-restore"
         public static let rpoObjective: TimeInterval = 300
+        public static let rtoObjective: TimeInterval = 4 * 3600
         public static let tick: TimeInterval = 30
         public static let refresh: TimeInterval = 300
         public static let retryAfter: TimeInterval = 600
@@ -385,6 +386,7 @@ extension ServeSection {
     public var resolvedDrillEvery: TimeInterval? { (drillEvery ?? Defaults.Serve.drillEvery).interval }
     public var resolvedDrillScenario: String { drillScenario ?? Defaults.Serve.drillScenario }
     public var resolvedRPOObjective: TimeInterval { rpoObjective?.seconds ?? Defaults.Serve.rpoObjective }
+    public var resolvedRTOObjective: TimeInterval { rtoObjective?.seconds ?? Defaults.Serve.rtoObjective }
     public var resolvedTick: TimeInterval { tick?.seconds ?? Defaults.Serve.tick }
     public var resolvedRefresh: TimeInterval { refresh?.seconds ?? Defaults.Serve.refresh }
     public var resolvedRetryAfter: TimeInterval { retryAfter?.seconds ?? Defaults.Serve.retryAfter }

@@ -34,6 +34,8 @@ public struct ServiceConfiguration: Sendable {
     public var aws: AWSProtection?
     /// The Aurora drill run every `aws.schedule.drill` (nil: none).
     public var awsDrill: AWSDrillJob?
+    /// What the dashboard names as protected, and the objectives it shows.
+    public var protected = ProtectedCluster()
 
     public init(schedule: ServiceSchedule, backup: BackupOptions?, expirePolicy: RetentionPolicy?, copyToMirrors: Bool,
         drill: DrillOptions?, production: PostgresEndpoint?, rpoObjective: TimeInterval = 300, stateFile: String,
@@ -94,6 +96,7 @@ public actor BackupService {
     var repositoryObservation: RepositoryObservation?
     var repositoryError: String?
     var lastDrill: DrillObservation?
+    var drillHistory: [DrillObservation] = []
     var mirrorStatuses: [MirrorStatus] = []
     var archiver: ArchiverStatus?
     var archiverError: String?
@@ -356,11 +359,15 @@ public actor BackupService {
             let summary = try await RepositorySummary.make(repository)
             repositoryObservation = RepositoryObservation(summary, observedAt: Date())
             let scenario = configuration.drill?.scenario
-            let drills = try await DrillHistory.all(repository).filter { scenario == nil || $0.scenario == scenario }
-            lastDrill = drills.last.map {
-                DrillObservation(id: $0.id, scenario: $0.scenario.rawValue, startedAt: $0.startedAt, passed: $0.passed,
-                    rtoSeconds: $0.rtoSeconds, rtoObjectiveSeconds: $0.objectives.rtoSeconds, rpoSeconds: $0.rpoSeconds)
+            let all = try await DrillHistory.all(repository)
+            let drills = all.filter { scenario == nil || $0.scenario == scenario }
+            func observation(_ d: DrillReport) -> DrillObservation {
+                DrillObservation(id: d.id, scenario: d.scenario.rawValue, startedAt: d.startedAt, passed: d.passed,
+                    rtoSeconds: d.rtoSeconds, rtoObjectiveSeconds: d.objectives.rtoSeconds, rpoSeconds: d.rpoSeconds,
+                    rpoObjectiveSeconds: d.objectives.rpoSeconds)
             }
+            lastDrill = drills.last.map(observation)
+            drillHistory = all.suffix(24).map(observation)
             repositoryError = nil
         } catch {
             repositoryError = (error as? LifeboatError)?.message ?? "\(error)"
@@ -391,12 +398,23 @@ public actor BackupService {
         if let election = configuration.election, now.timeIntervalSince(backupNode?.checkedAt ?? .distantPast) >= 10 {
             backupNode = await election.elect(now: now)
         }
-        return ServiceSnapshot(now: now, repositoryLocation: repository.store.location, schedule: configuration.schedule,
+        var s = ServiceSnapshot(now: now, repositoryLocation: repository.store.location, schedule: configuration.schedule,
             rpoObjectiveSeconds: configuration.rpoObjective, repository: repositoryObservation, repositoryError: repositoryError,
             archiver: archiver, archiverError: archiverError, mirrors: mirrorStatuses, lastDrill: lastDrill, jobs: state.jobs,
             running: running?.rawValue, backupNode: backupNode,
             nextBackup: configuration.backup == nil ? nil
                 : configuration.schedule.nextBackup(lastStart: repositoryObservation?.newestAutomatedStart, now: now))
+        s.protected = configuration.protected
+        s.drillHistory = drillHistory
+        var due: [Date] = []
+        if let every = configuration.schedule.drillEvery, configuration.drill != nil {
+            due.append(lastDrill.map { $0.startedAt.addingTimeInterval(every) } ?? now)
+        }
+        if let aws = configuration.awsDrill {
+            due.append(state[.awsDrill]?.lastSuccessAt.map { $0.addingTimeInterval(aws.every) } ?? now)
+        }
+        s.nextDrill = due.min()
+        return s
     }
 
     /// The HTTP routes.

@@ -18,8 +18,13 @@ public struct RepositoryObservation: Codable, Sendable, Equatable {
     public var walFiles: Int
     public var storedBytes: Int
     public var chunks: Int
+    /// The newest backups (at most 200), for the recovery-window timeline.
+    public var backups: [BackupMark] = []
 
     public init(_ summary: RepositorySummary, observedAt: Date) {
+        backups = summary.backups.sorted { $0.stopTime < $1.stopTime }.suffix(200).map {
+            BackupMark(id: $0.id, kind: $0.kind.rawValue, stop: $0.stopTime, tags: $0.tags)
+        }
         self.observedAt = observedAt
         automatedBackups = summary.backups.filter { $0.kind == .automated }.count
         manualBackups = summary.backups.filter { $0.kind == .manual }.count
@@ -36,6 +41,47 @@ public struct RepositoryObservation: Codable, Sendable, Equatable {
     }
 }
 
+/// One backup on the dashboard's timeline.
+public struct BackupMark: Codable, Sendable, Equatable {
+    public var id: String
+    public var kind: String
+    public var stop: Date
+    public var tags: [String: String]
+}
+
+/// What the dashboard says the service protects and against which objectives.
+public struct ProtectedCluster: Codable, Sendable, Equatable {
+    public var host: String?
+    public var port: Int?
+    public var dataDirectory: String?
+    /// The Aurora cluster of the `aws:` section, if any.
+    public var awsCluster: String?
+    public var awsRegion: String?
+    /// Where a second copy of the backups goes (mirror repositories, the second AWS region); empty:
+    /// none, which the dashboard warns about.
+    public var secondCopies: [String] = []
+    /// The overall RTO objective (the seed's 4 hours) and the retention's recovery window.
+    public var rtoObjectiveSeconds: Double = 4 * 3600
+    public var recoveryWindowTargetSeconds: Double?
+
+    public init(host: String? = nil, port: Int? = nil, dataDirectory: String? = nil, awsCluster: String? = nil, awsRegion: String? = nil) {
+        self.host = host
+        self.port = port
+        self.dataDirectory = dataDirectory
+        self.awsCluster = awsCluster
+        self.awsRegion = awsRegion
+    }
+
+    /// `host:port data-directory` (or the Aurora cluster), for titles.
+    public var name: String {
+        var parts: [String] = []
+        if let host { parts.append(port.map { "\(host):\($0)" } ?? host) }
+        if let dataDirectory { parts.append(dataDirectory) }
+        if let awsCluster { parts.append("Aurora \(awsCluster)\(awsRegion.map { " (\($0))" } ?? "")") }
+        return parts.isEmpty ? "unnamed cluster" : parts.joined(separator: " · ")
+    }
+}
+
 /// The newest drill, as the repository's drill history has it.
 public struct DrillObservation: Codable, Sendable, Equatable {
     public var id: String
@@ -45,6 +91,7 @@ public struct DrillObservation: Codable, Sendable, Equatable {
     public var rtoSeconds: Double
     public var rtoObjectiveSeconds: Double
     public var rpoSeconds: Double?
+    public var rpoObjectiveSeconds: Double? = nil
 }
 
 /// Everything `serve` knows at one moment: the basis of /status, /metrics and /healthz.
@@ -64,6 +111,12 @@ public struct ServiceSnapshot: Codable, Sendable {
     public var nextBackup: Date?
     /// `serve` on every node of an HA cluster: which node backs up, and why.
     public var backupNode: BackupNodeElection.Choice?
+    /// What is protected, and the objectives the dashboard shows the figures against.
+    public var protected = ProtectedCluster()
+    /// The drills behind `lastDrill`, oldest first (at most 24), for the chart.
+    public var drillHistory: [DrillObservation] = []
+    /// When the next drill is due (serve's own or the AWS drill), if one is scheduled.
+    public var nextDrill: Date?
     public var health: HealthReport { HealthReport(self) }
 
     public init(now: Date, repositoryLocation: String, schedule: ServiceSchedule, rpoObjectiveSeconds: Double,

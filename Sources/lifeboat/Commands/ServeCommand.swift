@@ -56,13 +56,20 @@ struct ServeCommand: AsyncParsableCommand {
         let home = ProcessInfo.processInfo.environment["HOME"] ?? "/tmp"
         let state = context.absolute(stateFile ?? serve.stateFile ?? home + "/.lifeboat/serve-state.json")
         let mirrors = context.mirrors(logger)
-        let configuration = ServiceConfiguration(schedule: schedule, backup: backup,
+        var configuration = ServiceConfiguration(schedule: schedule, backup: backup,
             expirePolicy: serve.resolvedExpire ? policy : nil, copyToMirrors: serve.resolvedCopyToMirrors,
             drill: drill, production: production, rpoObjective: serve.resolvedRPOObjective, stateFile: state,
             tick: serve.resolvedTick, refreshEvery: serve.resolvedRefresh, parallelism: try context.settings.parallelism(),
             election: serve.ha.map {
                 BackupNodeElection(patroniURL: $0.patroni, maxLagBytes: $0.maxLag?.bytes ?? Defaults.Serve.haMaxLag, preferLeader: $0.preferLeader ?? false)
             }, aws: try Self.awsJobs(context, logger: logger), awsDrill: try Self.awsDrill(context, logger: logger))
+        let deployment = try context.settings.awsDeployment()
+        var protected = ProtectedCluster(host: production.host, port: production.port, dataDirectory: dataDirectory,
+            awsCluster: deployment.auroraCluster, awsRegion: deployment.region ?? context.settings.awsAccount.region)
+        protected.secondCopies = mirrors.entries.map { "mirror \($0.name)" } + (deployment.secondRegion.map { ["aws region \($0)"] } ?? [])
+        protected.rtoObjectiveSeconds = serve.resolvedRTOObjective
+        protected.recoveryWindowTargetSeconds = policy.recoveryWindow
+        configuration.protected = protected
         let listenAddress = try listen.map(ListenAddress.init) ?? serve.resolvedListen
 
         let lock = try ServiceLock(stateFile: state)
