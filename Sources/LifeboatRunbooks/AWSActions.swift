@@ -66,13 +66,19 @@ enum AWSActions {
         describe: { "snapshot Aurora cluster \($0.optional("cluster") ?? "?") as \($0.optional("snapshot") ?? "<cluster>-lifeboat-<time>")" },
         preflight: { inputs, ctx in
             let name = try inputs.string("cluster")
-            let c = try await AuroraClusters(client: try client(.rds, inputs, ctx)).describe(name)
+            let rds = AuroraClusters(client: try client(.rds, inputs, ctx))
+            if inputs.bool("if_exists", default: false), (try? await rds.describe(name)) == nil { return ["\(name) does not exist: no snapshot"] }
+            let c = try await rds.describe(name)
             return ["cluster \(name) exists (\(c.status))"]
         }
     ) { inputs, ctx in
         let name = try inputs.string("cluster")
         let id = inputs.optional("snapshot") ?? "\(name)-lifeboat-\(TimestampID.make(Date()).prefix(15).replacingOccurrences(of: "-", with: ""))"
         let rds = AuroraClusters(client: try client(.rds, inputs, ctx))
+        // `if_exists: true`: a cluster already renamed away by an earlier attempt is not an error.
+        if inputs.bool("if_exists", default: false), (try? await rds.describe(name)) == nil {
+            return ["snapshot_id": "", "status": "skipped: \(name) does not exist"]
+        }
         var snapshot = try await rds.createSnapshot(cluster: name, snapshot: id, tags: inputs.map("tags"))
         let w = try wait(inputs, timeout: 3600)
         if w.wait { snapshot = try await rds.waitSnapshotAvailable(id, timeout: w.timeout, poll: w.poll) }

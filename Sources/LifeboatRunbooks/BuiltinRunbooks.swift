@@ -144,8 +144,9 @@ public enum BuiltinRunbooks {
     static let awsPromoteRename = """
         name: aws-promote-rename
         description: >
-          Promote a restored Aurora cluster by name: production is renamed out of the way (kept, for
-          the investigation), the restored cluster takes its name, so every client's endpoint stays.
+          Promote a restored Aurora cluster by name: a final snapshot of production, then production is
+          renamed out of the way (kept, for the investigation) and the restored cluster takes its name,
+          so every client's endpoint stays. Stop the application first (the failover runbooks do).
           Safe to run again after a stop between the renames; `--var undo=true` swaps them back.
         production: true
         vars:
@@ -155,6 +156,10 @@ public enum BuiltinRunbooks {
           retired_name: omnirapeutic-production-failed
           undo: "false"
         steps:
+          - name: final-snapshot
+            description: the seed's "take final snapshot of current production cluster" (skipped when an earlier attempt renamed it already)
+            action: aws.rds.snapshot
+            with: { region: "${vars.region}", cluster: "${vars.production}", if_exists: true, tags: { Purpose: pre-promotion, CreatedBy: lifeboat } }
           - name: promote
             action: aws.rds.promote
             with: { region: "${vars.region}", production: "${vars.production}", restored: "${vars.restored}", retired_name: "${vars.retired_name}", undo: "${vars.undo}" }

@@ -85,6 +85,8 @@ enum TerraformBinary {
         #expect(try await resourceID(rds, "prod-failed") == original)
         #expect(await !exists(rds, "prod-restored"))
         #expect(try steps(run)["promote"]?["renamed"] == "prod → prod-failed, prod-restored → prod")
+        let final = try #require(try steps(run)["final-snapshot"]?["snapshot_id"])
+        #expect(try await AuroraClusters(client: rds).snapshot(final).cluster == "prod", "a final snapshot of production before the renames")
 
         let again = try await s.runbook("builtin:aws-promote-rename", vars)
         #expect(again.status == 0, "\(again.output)\(again.errors)")
@@ -101,6 +103,7 @@ enum TerraformBinary {
         let finish = try await s.runbook("builtin:aws-promote-rename", vars)
         #expect(finish.status == 0, "\(finish.output)\(finish.errors)")
         #expect(try steps(finish)["promote"]?["renamed"] == "prod-restored → prod")
+        #expect(try steps(finish)["final-snapshot"]?["status"]?.hasPrefix("skipped") == true, "production was already renamed away")
         #expect(try await resourceID(rds, "prod") == restored)
 
         // Names that make no promotion: refused, nothing renamed.
