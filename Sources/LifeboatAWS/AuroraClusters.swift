@@ -1,5 +1,7 @@
 /// LifeboatAWS owns Lifeboat's calls to AWS control planes for the seed's deployment: Aurora/RDS
-/// clusters and snapshots, ECS services, ECR images, Route 53, Secrets Manager, S3 object versions,
+/// clusters, snapshots (and their lifecycle), renames and master passwords; ECS services and task
+/// definitions; ECR images and lifecycle policies; Route 53; Secrets Manager; CloudWatch Logs exports;
+/// AWS Config snapshots; VPC and load balancer diagnoses; Terraform state copies; S3 object versions;
 /// and the read-only checks runbooks make before they change anything. Every call goes through
 /// LifeboatAWSCore's one signed client.
 import Foundation
