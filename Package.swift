@@ -121,7 +121,7 @@ let package = Package(
         .testTarget(name: "LifeboatServiceTests", dependencies: ["LifeboatService", "LifeboatTesting"], swiftSettings: strict),
         .testTarget(
             name: "LifeboatCLITests",
-            dependencies: ["LifeboatTesting", "LifeboatAWS", "LifeboatAWSCore", "LifeboatPostgres", "lifeboat", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["LifeboatTesting", "LifeboatAWS", "LifeboatAWSCore", "LifeboatPostgres", "LifeboatRunbooks", "lifeboat", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict),
     ]
 )

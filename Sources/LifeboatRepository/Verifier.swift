@@ -87,6 +87,17 @@ public struct Verifier: Sendable {
             }
         }
 
+        // 2b. Every artifact's documents exist (task definitions, Terraform state, secret metadata).
+        let keys = Set(all.map(\.key))
+        for info in all where !damaged.contains(info.key) {
+            guard case .record(let kind, _)? = RepositoryObject(key: info.key), kind == Repository.artifactKind,
+                let record = try? await repo.readRecord(info.key, as: ArtifactRecord.self) else { continue }
+            let missing = record.items.filter { !keys.contains(RepositoryObject.record(kind: Repository.artifactBlobKind, id: $0.blob).key) }
+            if let first = missing.first {
+                problems.append(.init(object: info.key, message: "artifact \(record.id) (\(record.kind)) misses \(missing.count) document(s), first: \(first.name)"))
+            }
+        }
+
         // 3. WAL continuity from each backup to the end of the archive.
         let walFiles = try await repo.walFiles()
         var histories: [UInt32: TimelineHistory] = [:]

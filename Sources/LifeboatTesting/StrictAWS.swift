@@ -24,19 +24,21 @@ public actor StrictAWS {
     private var startup: Task<URL, any Error>?
 
     /// SHA-256 (hex) of the master password last set on `cluster` (empty when none was seen).
-    public func masterPasswordDigest(_ cluster: String) async throws -> String {
+    public func masterPasswordDigest(_ cluster: String, region: String) async throws -> String {
         let base = try await url()
         let r = try await CommandRunner.run(MotoServer.python(), ["-c",
-            "import sys, urllib.request, urllib.parse; print(urllib.request.urlopen(sys.argv[1] + '/strict-aws/master-password?cluster=' + urllib.parse.quote(sys.argv[2])).read().decode())",
-            base.absoluteString, cluster])
+            "import sys, urllib.request, urllib.parse; print(urllib.request.urlopen(sys.argv[1] + '/strict-aws/master-password?cluster=' + urllib.parse.quote(sys.argv[2]) + '&region=' + sys.argv[3]).read().decode())",
+            base.absoluteString, cluster, region])
         return r.output.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    /// Test controls: `["age_snapshot": ["id": ID, "days": N]]` makes a cluster snapshot look N days
+    /// Test controls, each for one region (state is kept per region, as AWS does): `["age_snapshot": ["id": ID, "days": N]]` makes a cluster snapshot look N days
     /// old; `["fault": ["action": "ListSecrets", "code": "AccessDeniedException", "status": 400, "times": 1]]`
     /// answers the next `times` calls of that action with that error.
-    public func control(_ command: [String: Any]) async throws {
+    public func control(_ command: [String: Any], region: String) async throws {
         let base = try await url()
+        var command = command
+        command["region"] = region
         let body = try JSONSerialization.data(withJSONObject: command)
         let script = "import sys, urllib.request; r = urllib.request.urlopen(urllib.request.Request(sys.argv[1], data=sys.stdin.buffer.read(), method='POST')); print(r.status)"
         let file = "/tmp/lifeboat-strict-control-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).json"
@@ -83,13 +85,21 @@ public actor StrictAWS {
 
         UPSTREAM, PORT, CREATING = sys.argv[1].rstrip("/"), int(sys.argv[2]), float(sys.argv[3])
         lock = threading.Lock()
-        clusters = {}   # id -> {"created": t, "serverless": bool, "status": "creating"|"renaming"}
-        instances = {}  # id -> {"created": t, "cluster": id}
-        aged = {}       # snapshot id -> days to add to its age
-        faults = []     # {"action", "code", "status", "times"}
-        exports = {}    # task id -> created
-        passwords = {}  # cluster -> sha256 of the master password last set (for tests to compare)
-        import json, hashlib
+        import json, hashlib, collections
+        # State per region (moto keeps regions apart; so must we): the region of the request being
+        # handled is in `ctx.region`.
+        ctx = threading.local()
+        by_region = collections.defaultdict(lambda: {"clusters": {}, "instances": {}, "aged": {}, "exports": {}, "passwords": {}})
+        def C(): return by_region[getattr(ctx, "region", "")]["clusters"]    # id -> {"created", "serverless", "status"}
+        def I(): return by_region[getattr(ctx, "region", "")]["instances"]   # id -> {"created", "cluster"}
+        def A(): return by_region[getattr(ctx, "region", "")]["aged"]        # snapshot id -> days added to its age
+        def E(): return by_region[getattr(ctx, "region", "")]["exports"]     # export task id -> created
+        def P(): return by_region[getattr(ctx, "region", "")]["passwords"]   # cluster -> sha256 of the master password
+        faults = []     # {"action", "code", "status", "times", "region"?}
+
+        def region_of(auth):
+            m = re.search(r"Credential=[^/]+/\d+/([^/]+)/[^/]+/aws4_request", auth or "")
+            return m.group(1) if m else ""
 
         def service_of(auth):
             m = re.search(r"Credential=[^/]+/\d+/[^/]+/([^/]+)/aws4_request", auth or "")
@@ -128,7 +138,7 @@ public actor StrictAWS {
         def injected(action, is_json):
             with lock:
                 for f in faults:
-                    if f["action"] == action and f["times"] > 0:
+                    if f["action"] == action and f["times"] > 0 and f.get("region", ctx.region) == ctx.region:
                         f["times"] -= 1
                         if is_json:
                             return json_error(f["code"], f.get("message", "injected by the strict proxy"), f.get("status", 400))
@@ -139,7 +149,7 @@ public actor StrictAWS {
             op = target.split(".")[-1]
             if op == "CreateExportTask":
                 with lock:
-                    running = [t for t, c in exports.items() if time.time() - c < CREATING]
+                    running = [t for t, c in E().items() if time.time() - c < CREATING]
                 if running:
                     return json_error("LimitExceededException", "Resource limit exceeded.")
             if op == "DeliverConfigSnapshot":
@@ -155,11 +165,11 @@ public actor StrictAWS {
             op = target.split(".")[-1]
             if op == "CreateExportTask":
                 with lock:
-                    exports[json.loads(data)["taskId"]] = time.time()
+                    E()[json.loads(data)["taskId"]] = time.time()
             if op == "DescribeExportTasks":
                 answer = json.loads(data or b"{}")
                 with lock:
-                    running = {t for t, c in exports.items() if time.time() - c < CREATING}
+                    running = {t for t, c in E().items() if time.time() - c < CREATING}
                 if body.get("statusCode") in ("RUNNING", "PENDING"):
                     answer["exportTasks"] = [{"taskId": t, "status": {"code": "RUNNING"}} for t in sorted(running)] if body["statusCode"] == "RUNNING" else []
                 else:
@@ -182,19 +192,19 @@ public actor StrictAWS {
                         return rds_error("DBSubnetGroupNotFoundFault", f"DBSubnetGroup {group} not found.", 404)
                 if action == "ModifyDBCluster":
                     c = p.get("DBClusterIdentifier")
-                    if creating(clusters.get(c)):
+                    if creating(C().get(c)):
                         return rds_error("InvalidDBClusterStateFault", f"DB cluster {c} is not currently in the available state.")
                     new = p.get("NewDBClusterIdentifier")
                     if new and cluster_exists(new, headers):
                         return rds_error("DBClusterAlreadyExistsFault", f"DB Cluster {new} already exists")
                 if action == "CreateDBInstance" and p.get("DBInstanceClass") == "db.serverless":
-                    c = clusters.get(p.get("DBClusterIdentifier"))
+                    c = C().get(p.get("DBClusterIdentifier"))
                     if c is not None and not c["serverless"]:
                         return rds_error("InvalidParameterCombination",
                             "Creating a Serverless v2 DB instance requires the DB cluster to have a ServerlessV2ScalingConfiguration.")
                 if action == "DeleteDBCluster":
                     c = p.get("DBClusterIdentifier")
-                    live = [i for i, v in instances.items() if v["cluster"] == c]
+                    live = [i for i, v in I().items() if v["cluster"] == c]
                     if live:
                         return rds_error("InvalidDBClusterStateFault",
                             "Cluster cannot be deleted, it still contains DB instances in non-deleting state.")
@@ -204,26 +214,26 @@ public actor StrictAWS {
             with lock:
                 now = time.time()
                 if action in ("RestoreDBClusterToPointInTime", "RestoreDBClusterFromSnapshot", "CreateDBCluster"):
-                    clusters[p["DBClusterIdentifier"]] = {"created": now, "status": "creating",
+                    C()[p["DBClusterIdentifier"]] = {"created": now, "status": "creating",
                         "serverless": "ServerlessV2ScalingConfiguration.MinCapacity" in p}
                 if action in ("CreateDBCluster", "ModifyDBCluster") and p.get("MasterUserPassword"):
-                    passwords[p["DBClusterIdentifier"]] = hashlib.sha256(p["MasterUserPassword"].encode()).hexdigest()
-                if action == "ModifyDBCluster" and p.get("NewDBClusterIdentifier") and p["DBClusterIdentifier"] in passwords:
-                    passwords[p["NewDBClusterIdentifier"]] = passwords.pop(p["DBClusterIdentifier"])
+                    P()[p["DBClusterIdentifier"]] = hashlib.sha256(p["MasterUserPassword"].encode()).hexdigest()
+                if action == "ModifyDBCluster" and p.get("NewDBClusterIdentifier") and p["DBClusterIdentifier"] in P():
+                    P()[p["NewDBClusterIdentifier"]] = P().pop(p["DBClusterIdentifier"])
                 if action == "ModifyDBCluster" and p.get("NewDBClusterIdentifier"):
-                    old = clusters.pop(p["DBClusterIdentifier"], {"serverless": False})
-                    clusters[p["NewDBClusterIdentifier"]] = {"created": now, "status": "renaming", "serverless": old.get("serverless", False)}
-                    for v in instances.values():
+                    old = C().pop(p["DBClusterIdentifier"], {"serverless": False})
+                    C()[p["NewDBClusterIdentifier"]] = {"created": now, "status": "renaming", "serverless": old.get("serverless", False)}
+                    for v in I().values():
                         if v["cluster"] == p["DBClusterIdentifier"]:
                             v["cluster"] = p["NewDBClusterIdentifier"]
                 elif action == "ModifyDBCluster" and "ServerlessV2ScalingConfiguration.MinCapacity" in p:
-                    clusters.setdefault(p["DBClusterIdentifier"], {"created": 0, "serverless": True})["serverless"] = True
+                    C().setdefault(p["DBClusterIdentifier"], {"created": 0, "serverless": True})["serverless"] = True
                 elif action == "CreateDBInstance":
-                    instances[p["DBInstanceIdentifier"]] = {"created": now, "cluster": p.get("DBClusterIdentifier")}
+                    I()[p["DBInstanceIdentifier"]] = {"created": now, "cluster": p.get("DBClusterIdentifier")}
                 elif action == "DeleteDBInstance":
-                    instances.pop(p.get("DBInstanceIdentifier"), None)
+                    I().pop(p.get("DBInstanceIdentifier"), None)
                 elif action == "DeleteDBCluster":
-                    clusters.pop(p.get("DBClusterIdentifier"), None)
+                    C().pop(p.get("DBClusterIdentifier"), None)
 
         def still_creating(action, data):
             text = data.decode("utf-8", "replace")
@@ -232,7 +242,7 @@ public actor StrictAWS {
                     def fix(m):
                         block = m.group(0)
                         ident = re.search(r"<DBClusterIdentifier>([^<]+)</DBClusterIdentifier>", block)
-                        entry = clusters.get(ident.group(1)) if ident else None
+                        entry = C().get(ident.group(1)) if ident else None
                         if creating(entry):
                             block = re.sub(r"<Status>[^<]*</Status>", "<Status>" + entry.get("status", "creating") + "</Status>", block, count=1)
                         return block
@@ -241,7 +251,7 @@ public actor StrictAWS {
                     def fix(m):
                         block = m.group(0)
                         ident = re.search(r"<DBInstanceIdentifier>([^<]+)</DBInstanceIdentifier>", block)
-                        if ident and creating(instances.get(ident.group(1))):
+                        if ident and creating(I().get(ident.group(1))):
                             block = re.sub(r"<DBInstanceStatus>[^<]*</DBInstanceStatus>", "<DBInstanceStatus>creating</DBInstanceStatus>", block)
                         return block
                     text = re.sub(r"<DBInstance>.*?</DBInstance>", fix, text, flags=re.S)
@@ -249,7 +259,7 @@ public actor StrictAWS {
                     def fix(m):
                         block = m.group(0)
                         ident = re.search(r"<DBClusterSnapshotIdentifier>([^<]+)</DBClusterSnapshotIdentifier>", block)
-                        days = aged.get(ident.group(1)) if ident else None
+                        days = A().get(ident.group(1)) if ident else None
                         if days:
                             older = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() - days * 86400))
                             block = re.sub(r"<SnapshotCreateTime>[^<]*</SnapshotCreateTime>", f"<SnapshotCreateTime>{older}</SnapshotCreateTime>", block)
@@ -261,20 +271,23 @@ public actor StrictAWS {
             protocol_version = "HTTP/1.1"
 
             def handle_any(self):
+                ctx.region = region_of(self.headers.get("Authorization"))
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 headers = {k: v for k, v in self.headers.items()}
                 if self.path.startswith("/strict-aws/master-password"):
                     q = dict(urllib.parse.parse_qsl(urllib.parse.urlparse(self.path).query))
+                    ctx.region = q.get("region", "")
                     with lock:
-                        digest = passwords.get(q.get("cluster", ""), "")
+                        digest = P().get(q.get("cluster", ""), "")
                     self.reply(200, {"Content-Type": "text/plain"}, digest.encode())
                     return
                 if self.path.startswith("/strict-aws/control"):
                     command = json.loads(body or b"{}")
+                    ctx.region = command.get("region", "")
                     with lock:
                         if "age_snapshot" in command:
-                            aged[command["age_snapshot"]["id"]] = float(command["age_snapshot"]["days"])
+                            A()[command["age_snapshot"]["id"]] = float(command["age_snapshot"]["days"])
                         if "fault" in command:
                             faults.append(dict(command["fault"]))
                     status, out_headers, data = 200, {"Content-Type": "text/plain"}, b"ok"

@@ -4,6 +4,7 @@ import LifeboatAWS
 import LifeboatAWSCore
 import LifeboatCore
 import LifeboatPostgres
+import LifeboatRunbooks
 import LifeboatTesting
 import Testing
 
@@ -112,7 +113,7 @@ import FoundationNetworking
         _ = try await AuroraClusters(client: rds).createSnapshot(cluster: "prod", snapshot: "theirs-before-upgrade", tags: ["Purpose": "manual"])
         _ = try await AuroraClusters(client: rds).createSnapshot(cluster: "prod", snapshot: "ours-forever",
             tags: AuroraClusters.snapshotTags(purpose: "audit", retentionDays: 0))
-        for id in [weeklyID, "theirs-before-upgrade", "ours-forever"] { try await StrictAWS.shared.control(["age_snapshot": ["id": id, "days": 40]]) }
+        for id in [weeklyID, "theirs-before-upgrade", "ours-forever"] { try await StrictAWS.shared.control(["age_snapshot": ["id": id, "days": 40]], region: s.region) }
 
         let dry = try await s.run(["expire-snapshots", "--dry-run"])
         #expect(dry.status == 0, "\(dry.output)\(dry.errors)")
@@ -132,7 +133,7 @@ import FoundationNetworking
     /// The ECR lifecycle rule applied and checked; every ACTIVE task definition revision exported into
     /// the repository (deduplicated), listed by `info`, and registered back from it.
     @Test func ecrLifecycleAndTaskDefinitionsRoundTrip() async throws {
-        let s = try await setup("ecs", region: "ap-south-1", deployment: """
+        let s = try await setup("ecs", region: "ap-northeast-3", deployment: """
             ecs:
               cluster: prod
             ecr:
@@ -185,6 +186,14 @@ import FoundationNetworking
         #expect((container["environment"] as? [[String: Any]])?.first?["value"] as? String == "prod.cluster")
         let missing = try await s.run(["register-task-definition", "app:9"])
         #expect(missing.status == 6 && missing.errors.contains("it holds: app:2, app:3, worker:1"), "\(missing.errors)")
+
+        // verify checks the artifacts too: a lost document is reported against its artifact.
+        let clean = try await LifeboatCLI.run(["verify", "--config", s.repo.configFile], environment: s.env)
+        #expect(clean.status == 0, "\(clean.output)\(clean.errors)")
+        let blob = try #require(artifacts[0].items.first { $0.name == "worker:1.json" }?.blob)
+        try FileManager.default.removeItem(atPath: s.repo.path + "/records/artifact-blob/" + blob)
+        let broken = try await LifeboatCLI.run(["verify", "--config", s.repo.configFile], environment: s.env)
+        #expect(broken.status != 0 && (broken.output + broken.errors).contains("misses 1 document(s), first: worker:1.json"), "\(broken.output)\(broken.errors)")
     }
 
     /// The Terraform state into the repository and to a bucket with SSE-KMS; versioning of the state
@@ -284,7 +293,7 @@ import FoundationNetworking
             "\(recreate.output)\(recreate.errors)")
         let newValue = try await SecretsManager(client: sm).value("prod/api/key")
         #expect(newValue.count == 32 && newValue != values["prod/api/key"])
-        #expect(try await StrictAWS.shared.masterPasswordDigest("prod") == SHA256Hex.of(newValue), "Aurora's master password is the new secret's value")
+        #expect(try await StrictAWS.shared.masterPasswordDigest("prod", region: s.region) == SHA256Hex.of(newValue), "Aurora's master password is the new secret's value")
 
         // No value anywhere in what the commands printed or stored in clear.
         let printed = [first, second, restore, recreate].map { $0.output + $0.errors }.joined()
@@ -368,13 +377,13 @@ import FoundationNetworking
         defer { Task { await s.sandbox.remove() } }
         try await createCluster(try s.client(.rds), "prod")
         try await StrictAWS.shared.control(["fault": ["action": "ListSecrets", "code": "AccessDeniedException", "status": 400, "times": 1,
-            "message": "User is not authorized to perform: secretsmanager:ListSecrets"]])
+            "message": "User is not authorized to perform: secretsmanager:ListSecrets"]], region: s.region)
         let denied = try await s.run(["export-secrets"])
         #expect(denied.status == 13 && denied.errors.contains("AccessDeniedException") && denied.errors.contains("secretsmanager:ListSecrets"), "\(denied.errors)")
         #expect(try await s.repo.reopen().artifacts().isEmpty, "nothing half-stored")
 
         try await StrictAWS.shared.control(["fault": ["action": "DescribeDBClusters", "code": "Throttling", "status": 400, "times": 2,
-            "message": "Rate exceeded"]])
+            "message": "Rate exceeded"]], region: s.region)
         let throttled = try await s.run(["check"])
         #expect(throttled.status == 0, "throttling is retried: \(throttled.output)\(throttled.errors)")
     }
@@ -389,6 +398,16 @@ import FoundationNetworking
     /// are not repeated before they are due.
     @Test func serveSchedulesTheAWSJobs() async throws {
         let port = TestSandbox.freePort()
+        // The monthly Aurora drill: the built-in point-in-time drill, verifying against a local
+        // PostgreSQL (a moto endpoint is no database).
+        let db = try TestSandbox("aws-serve-db")
+        defer { Task { await db.remove() } }
+        let pg = try await TestPostgres.start(in: db, archiveTo: nil)
+        _ = try await pg.query("CREATE TABLE accounts AS SELECT generate_series(1, 10) AS id")
+        let shown = try await LifeboatCLI.run(["runbook", "show", "builtin:aws-pitr-drill"])
+        let drillBook = try db.file("pitr-drill.yaml", shown.output
+            .replacingOccurrences(of: "host: \"${steps.restore.endpoint}\"", with: "host: \"\(pg.cluster.socketDirectory)\"")
+            .replacingOccurrences(of: "retries: 20", with: "retries: 1").replacingOccurrences(of: "retry_delay: 15s", with: "retry_delay: 0.2s"))
         let s = try await setup("serve", region: "ap-southeast-3", deployment: """
             second_region: ap-southeast-4
             aurora:
@@ -399,6 +418,10 @@ import FoundationNetworking
               prefixes: [prod/]
             schedule:
               check: 1s
+              drill: 30d
+            drill:
+              runbook: \(drillBook)
+              vars: { db_port: "\(pg.port)", db_user: \(pg.cluster.superuser), verify_sql: "SELECT count(*) FROM accounts", subnet_group: "" }
             """)
         defer { Task { await s.sandbox.remove() } }
         let config = s.sandbox.path("serve.yaml")
@@ -421,9 +444,13 @@ import FoundationNetworking
         let once = try await LifeboatCLI.run(["serve", "--once", "--config", config], environment: s.env, timeout: 300)
         #expect(once.status == 15, "the drift fails the run: \(once.output)\(once.errors)")
         #expect(once.output.contains("aws.check: FAILED") && once.output.contains("backup retention is 3 days, expected 7 days"), "\(once.output)")
-        for job in ["aws.snapshot", "aws.expire-snapshots", "aws.task-definitions", "aws.secrets"] {
+        for job in ["aws.snapshot", "aws.expire-snapshots", "aws.task-definitions", "aws.secrets", "aws.drill"] {
             #expect(once.output.contains("\(job): ok"), "\(job): \(once.output)")
         }
+        let drills = try await DrillHistory.all(try await s.repo.reopen())
+        #expect(drills.count == 1 && drills.first?.scenario == .pointInTime && drills.first?.passed == true)
+        #expect(drills.first?.rpoSeconds != nil && drills.first?.rpoMet == true, "the Aurora drill's RPO is measured")
+        #expect(await !AuroraClusterExists.check(rds, "omnirapeutic-production-pitr-drill"), "the drill cluster is gone")
         #expect(try await snapshots(rds, "prod").values.contains { $0.tags["Purpose"] == "weekly" })
         #expect(try await s.repo.reopen().artifacts().map(\.kind).sorted() == ["ecs-task-definitions", "secrets-metadata"])
 
@@ -452,6 +479,10 @@ import FoundationNetworking
         #expect(try await daemon.wait(timeout: 20) == 0, "\(log)")
         #expect(try await snapshots(rds, "prod").values.filter { $0.tags["Purpose"] == "weekly" }.count == 1)
     }
+}
+
+enum AuroraClusterExists {
+    static func check(_ rds: AWSClient, _ name: String) async -> Bool { (try? await AuroraClusters(client: rds).describe(name)) != nil }
 }
 
 /// SHA-256 in hex, as the strict proxy reports the master password it saw.

@@ -156,7 +156,7 @@ func http(_ url: String, method: String = "GET") async throws -> (status: Int, b
         #expect((json["health"] as? [String: Any])?["healthy"] as? Bool == false)
         #expect(((json["snapshot"] as? [String: Any])?["archiver"] as? [String: Any])?["readyFiles"] as? Int ?? 0 >= 1)
         let page = try await http(base + "/")
-        #expect(page.status == 200 && page.body.contains("<title>Lifeboat: UNHEALTHY</title>") && page.body.contains("WAL archiving is failing"))
+        #expect(page.status == 200 && page.body.contains("<title>Lifeboat: UNHEALTHY · ") && page.body.contains("WAL archiving is failing"))
 
         // Fixed: the waiting segment goes out and health is green again.
         _ = try await pg.query("ALTER SYSTEM SET archive_command = '\(command.replacingOccurrences(of: "'", with: "''"))'")
@@ -165,7 +165,7 @@ func http(_ url: String, method: String = "GET") async throws -> (status: Int, b
         try await Task.sleep(for: .milliseconds(1100))
         health = try await http(base + "/healthz")
         #expect(health.status == 200, "\(health)")
-        #expect(try await http(base + "/").body.contains("<p class=ok>Healthy</p>"))
+        #expect(try await http(base + "/").body.contains("<p class=ok id=health>Healthy</p>"))
 
         // The repository disappears (moved away): red, with the reason; back in place: green.
         try FileManager.default.moveItem(atPath: repo.path, toPath: repo.path + ".moved")
