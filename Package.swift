@@ -118,7 +118,8 @@ let package = Package(
         .testTarget(
             name: "LifeboatAWSTests", dependencies: ["LifeboatAWS", "LifeboatAWSCore", "LifeboatConfiguration", "LifeboatRepository", "LifeboatRunbooks", "LifeboatTesting"],
             swiftSettings: strict),
-        .testTarget(name: "LifeboatServiceTests", dependencies: ["LifeboatService", "LifeboatTesting"], swiftSettings: strict),
+        .testTarget(name: "LifeboatServiceTests", dependencies: ["LifeboatService", "LifeboatTesting", "LifeboatAWS", "LifeboatAWSCore",
+            "LifeboatConfiguration", "LifeboatRunbooks", "LifeboatRepository"], swiftSettings: strict),
         .testTarget(
             name: "LifeboatCLITests",
             dependencies: ["LifeboatTesting", "LifeboatAWS", "LifeboatAWSCore", "LifeboatPostgres", "LifeboatRunbooks", "lifeboat", .product(name: "Crypto", package: "swift-crypto")],

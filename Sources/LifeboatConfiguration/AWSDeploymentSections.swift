@@ -107,9 +107,12 @@ public struct AWSScheduleSection: Decodable, Sendable, Equatable {
     public var drill: Schedule?
     public var windowSetting: WindowSetting?
     public var window: BackupWindow? { windowSetting?.window }
+    /// The weekday (UTC) the scheduled snapshot is taken on, e.g. `sunday` as in the seed.
+    public var snapshotDay: String?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case check, snapshot, secrets, logs, drill
+        case snapshotDay = "snapshot_day"
         case taskDefinitions = "task_definitions"
         case terraformState = "terraform_state"
         case configSnapshot = "config_snapshot"
@@ -176,6 +179,11 @@ public struct AWSJobSchedule: Sendable, Equatable {
     public var logs: TimeInterval?
     public var drill: TimeInterval?
     public var window: BackupWindow?
+    /// 1 = Sunday ... 7 = Saturday (Gregorian, UTC); nil: any day.
+    public var snapshotWeekday: Int?
+
+    /// Weekday names as `aws.schedule.snapshot_day` takes them.
+    public static let weekdays = ["sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday"]
 
     public init(check: TimeInterval? = nil, snapshot: TimeInterval? = nil, taskDefinitions: TimeInterval? = nil,
         terraformState: TimeInterval? = nil, configSnapshot: TimeInterval? = nil, secrets: TimeInterval? = nil,

@@ -368,6 +368,12 @@ public struct LifeboatSettings: Sendable {
             logs: every(s?.logs, Defaults.AWS.daily, configured: !d.logGroups.isEmpty),
             drill: every(s?.drill, Defaults.AWS.drill, configured: d.auroraCluster != nil),
             window: s?.window)
+        if let day = s?.snapshotDay {
+            guard let i = AWSJobSchedule.weekdays.firstIndex(of: day.lowercased()) else {
+                throw LifeboatError(.invalidUsage, "aws.schedule.snapshot_day '\(day)' is not a weekday", hint: "e.g. sunday")
+            }
+            d.schedule.snapshotWeekday = i + 1
+        }
         return d
     }
 

@@ -115,7 +115,8 @@ public struct AWSProtection: Sendable {
         var out = AWSJobOutcome(job: "snapshot")
         let cluster = try required(deployment.auroraCluster, "aurora.cluster")
         let safePurpose = String(purpose.lowercased().map { $0.isLetter || $0.isNumber ? $0 : "-" })
-        let id = "\(cluster)-\(safePurpose)-\(TimestampID.make(now).prefix(15).replacingOccurrences(of: "-", with: ""))"
+        // Time to the second and a random suffix: two snapshots in one second do not collide.
+        let id = "\(cluster)-\(safePurpose)-\(TimestampID.make(now))"
         let rds = try aurora
         let days = retentionDays ?? Int(deployment.snapshotRetention / 86400)
         _ = try await rds.createSnapshot(cluster: cluster, snapshot: id, tags: AuroraClusters.snapshotTags(purpose: purpose, retentionDays: days))

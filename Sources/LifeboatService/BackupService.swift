@@ -239,15 +239,36 @@ public actor BackupService {
     func runAWSJobs(_ aws: AWSProtection, now: Date) async -> [ServiceJob] {
         let s = aws.deployment.schedule
         var ran: [ServiceJob] = []
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC") ?? .current
+        /// A windowed job (the snapshot and the exports) runs inside the AWS window, and the weekly
+        /// snapshot on its weekday, once `every` (less the window, as backups do: wherever in the
+        /// window the last one fell) has passed; outside them only when the next chance was missed
+        /// too (a late copy beats none).
         func due(_ job: ServiceJob, every: TimeInterval?, windowed: Bool) -> ServiceSchedule.Due? {
             guard let every else { return nil }
             let last = state[job]?.lastSuccessAt
-            guard let d = ServiceSchedule.periodicDue(every: every, last: last, lastFailure: state[job]?.lastFailureAt,
-                retryAfter: configuration.schedule.retryAfter, now: now) else { return nil }
-            guard windowed, let window = s.window, window.occurrence(containing: now) == nil else { return d }
-            // Outside the window: only when a whole cycle and a window were missed.
-            if let last, now.timeIntervalSince(last) < every + window.lengthSeconds { return nil }
-            return ServiceSchedule.Due(reason: d.reason + " (missed the AWS window \(window))")
+            if let failed = state[job]?.lastFailureAt, failed > (last ?? .distantPast), now < failed.addingTimeInterval(configuration.schedule.retryAfter) {
+                return nil
+            }
+            guard let last else { return ServiceSchedule.Due(reason: "never run") }
+            let elapsed = now.timeIntervalSince(last)
+            let weekday = job == .awsSnapshot ? s.snapshotWeekday : nil
+            guard windowed, s.window != nil || weekday != nil else {
+                return elapsed >= every ? ServiceSchedule.Due(reason: "every \(HumanDuration.format(every))") : nil
+            }
+            let inWindow = s.window.map { $0.occurrence(containing: now) != nil } ?? true
+            let onDay = weekday.map { calendar.component(.weekday, from: now) == $0 } ?? true
+            let slack = min(s.window?.lengthSeconds ?? 0, every / 2)
+            if inWindow, onDay, elapsed >= every - slack {
+                return ServiceSchedule.Due(reason: "every \(HumanDuration.format(every))" + (s.window.map { " in the AWS window \($0)" } ?? ""))
+            }
+            // The next chance: one window later, or a day later for a job on a weekday.
+            let grace = weekday != nil ? 86400 : (s.window?.lengthSeconds ?? 0)
+            if elapsed >= every + grace {
+                return ServiceSchedule.Due(reason: "missed: the last run was \(HumanDuration.format(elapsed)) ago")
+            }
+            return nil
         }
         @Sendable func outcome(_ o: AWSJobOutcome) throws -> String {
             guard o.ok else { throw LifeboatError(.objectiveMissed, o.summary) }
