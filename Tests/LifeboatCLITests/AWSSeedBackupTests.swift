@@ -295,8 +295,13 @@ import FoundationNetworking
         #expect(newValue.count == 32 && newValue != values["prod/api/key"])
         #expect(try await StrictAWS.shared.masterPasswordDigest("prod", region: s.region) == SHA256Hex.of(newValue), "Aurora's master password is the new secret's value")
 
+        // Everything the section configures at once: the check and the export, both clean now.
+        let all = try await s.run(["backup"])
+        #expect(all.status == 0, "\(all.output)\(all.errors)")
+        #expect(all.output.contains("check: prod: automated backups kept 7 days") && all.output.contains("secrets: metadata of 2 secret(s)"), "\(all.output)")
+
         // No value anywhere in what the commands printed or stored in clear.
-        let printed = [first, second, restore, recreate].map { $0.output + $0.errors }.joined()
+        let printed = [first, second, restore, recreate, all].map { $0.output + $0.errors }.joined()
         for v in Array(values.values) + [newValue] { #expect(!printed.contains(v)) }
     }
 
