@@ -14,10 +14,12 @@ struct Lifeboat: AsyncParsableCommand {
             VerifyCommand.self, ExpireCommand.self, CopyCommand.self, DrillCommand.self, RunbookCommand.self, ServeCommand.self, PatroniCommand.self, AWSCommand.self, DemoCommand.self])
 
     static func main() async {
-        // Chunk-sized buffers (1 MiB and up) would each be a fresh mmap, paid again as page faults on
-        // every chunk: keep them in the heap and reuse the memory. The peak is unchanged (bounded by the
-        // parallelism); only its recycling is.
-        _ = lifeboat_tune_malloc(64 << 20, 256 << 20)
+        // Chunk-sized buffers (1 MiB, the default chunk size) would each be a fresh mmap, paid again as
+        // page faults on every chunk: keep them in the heap and reuse the memory. Blocks of 16 MiB and
+        // more are mmapped, so scrypt's 32 MiB work area (the key derivation when a repository opens)
+        // goes back to the system once the key is derived instead of staying in the heap for the
+        // whole command: a small backup's peak RSS fell from 90.7 to 68.3 MiB (bench/profile-many-tables).
+        _ = lifeboat_tune_malloc(16 << 20, 256 << 20)
         do {
             var command = try parseAsRoot()
             if var asyncCommand = command as? any AsyncParsableCommand {
