@@ -45,6 +45,11 @@ public struct BackupRecord: Codable, Sendable, Equatable {
     public var tablespaces: [TablespaceRecord]?
     /// The node the files were read from: the primary, or a standby (nil in older backups).
     public var source: BackupSource?
+    /// Files taken over from the previous backup unread: same size and modification time, older
+    /// than that backup (nil in older backups).
+    public var unchangedFiles: Int?
+    /// Pack objects this backup wrote (format 3; nil in older backups).
+    public var newPacks: Int?
 
     public init(id: String, kind: BackupKind, tags: [String: String], retainUntil: Date?, startTime: Date,
         stopTime: Date, startLSN: LSN, stopLSN: LSN, timeline: UInt32, nextXidAtStop: UInt64?,
@@ -190,15 +195,18 @@ public struct BackupManifest: Codable, Sendable, Equatable {
     public var deltaBases: [String: String]?
     /// Configuration files read from outside the data directory.
     public var externalFiles: [ExternalFile]?
+    /// Chunks this backup uses that are stored inside a pack (format 3: small files), by chunk id.
+    public var packedChunks: [String: PackedChunk]?
 
     public init(backupID: String, chunkSize: Int, entries: [ManifestEntry], deltaBases: [String: String]? = nil,
-        externalFiles: [ExternalFile]? = nil)
+        externalFiles: [ExternalFile]? = nil, packedChunks: [String: PackedChunk]? = nil)
     {
         self.backupID = backupID
         self.chunkSize = chunkSize
         self.entries = entries
         self.deltaBases = deltaBases
         self.externalFiles = externalFiles
+        self.packedChunks = packedChunks
     }
 
     /// Tablespace oids whose files the backup holds (`pg_tblspc/<oid>` entries).
@@ -212,6 +220,25 @@ public struct BackupManifest: Codable, Sendable, Equatable {
 
     /// The base of chunk `id` if this backup uses it as a delta.
     public func deltaBase(of id: String) -> String? { deltaBases?[id] }
+
+    /// Where chunk `id` lies if this backup reads it from a pack.
+    public func packedChunk(_ id: String) -> PackedChunk? { packedChunks?[id] }
+
+    /// Every chunk id the backup uses: its files' and its external configuration files'.
+    public var allChunkIDs: [[String]] { entries.map(\.chunks) + (externalFiles ?? []).map(\.entry.chunks) }
+}
+
+/// A chunk stored inside a pack object: the pack's id, and where the chunk's sealed bytes lie in it.
+public struct PackedChunk: Codable, Sendable, Equatable, Hashable {
+    public var pack: String
+    public var offset: Int
+    public var length: Int
+
+    public init(pack: String, offset: Int, length: Int) {
+        self.pack = pack
+        self.offset = offset
+        self.length = length
+    }
 }
 
 /// JSON coding used for every structured object in the repository: ISO 8601 dates, sorted keys,

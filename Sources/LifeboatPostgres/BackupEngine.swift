@@ -24,6 +24,9 @@ public struct BackupOptions: Sendable {
     /// When backing up a standby: its primary (nil: the node the standby streams from). The
     /// primary switches WAL so the backup's last segment is archived; credentials are `endpoint`'s.
     public var primary: PostgresEndpoint?
+    /// Read every file, also those whose size and modification time say they did not change since
+    /// the newest backup (which are otherwise taken over from it unread).
+    public var readAllFiles = false
 
     public init(pgdata: String, endpoint: PostgresEndpoint, kind: BackupKind = .automated, tags: [String: String] = [:],
         retain: TimeInterval? = nil, policy: RetentionPolicy = .seedDefault, parallelism: Int = 4, walTimeout: TimeInterval = 600,
@@ -137,10 +140,12 @@ public struct BackupEngine: Sendable {
             guard r.count == 3, let oid = r[0].flatMap({ UInt32($0) }) else { return nil }
             return TablespaceRecord(oid: oid, name: r[1] ?? "", location: r[2] ?? "")
         }
-        let known = ChunkIndex(try await repo.chunkCatalog())
-        // Chunks of the newest backup by file: a changed chunk is stored as a delta against the chunk
-        // that held the same bytes of the same file then.
-        let previous = repo.storesDeltas ? try await Self.previousChunks(repo) : [:]
+        // The newest backup's files: a changed chunk is stored as a delta against the chunk that held
+        // the same bytes of the same file then; a file unchanged since is not read again.
+        let previous = try await PreviousBackup.load(repo)
+        let known = ChunkIndex(try await repo.chunkCatalog(), packed: previous?.packed ?? [:])
+        let packs = repo.storesPacks ? PackWriter(repository: repo) : nil
+        let reuse = options.readAllFiles ? nil : previous
         guard let startText = try await session.value("SELECT pg_backup_start(\(PostgresSession.literal("lifeboat \(id)")), true)::text"),
             let startLSN = LSN(startText)
         else { throw LifeboatError(.postgres, "pg_backup_start returned no LSN") }
@@ -154,21 +159,27 @@ public struct BackupEngine: Sendable {
         // pg_control is read last: in a standby's backup its minimum recovery point is where
         // recovery becomes consistent, so it must be at least as late as every page read before.
         let control = "global/pg_control"
+        let writer = ChunkWriter(repository: repo, chunkSize: chunkSize, known: known, packs: packs, stats: stats)
         var entries = try await forEachBounded(items.filter { $0.path != control }, parallelism: options.parallelism) { item -> ManifestEntry? in
-            try await Self.store(item: item, chunkSize: chunkSize, repository: repo, known: known, previous: previous[item.path], stats: stats)
+            if let entry = await reuse?.unchanged(item, known: known) {
+                await stats.reuse(entry)
+                return entry
+            }
+            return try await writer.store(item: item, previous: previous?.entries[item.path]?.chunks)
         }
         for item in items where item.path == control {
-            entries.append(try await Self.store(item: item, chunkSize: chunkSize, repository: repo, known: known, previous: previous[item.path], stats: stats))
+            entries.append(try await writer.store(item: item, previous: previous?.entries[item.path]?.chunks))
         }
         // Configuration the server reads from outside its data directory (Debian's /etc/postgresql).
         var externals: [ExternalFile] = []
         for (setting, path) in [("config_file", row[7]), ("hba_file", row[8]), ("ident_file", row[9])] {
             guard let path, !path.isEmpty, let real = try? Self.canonical(path), !real.hasPrefix(pgdata + "/") else { continue }
             let item = DataDirectoryScan.Item(path: setting, source: real, type: .file, mode: 0o600, modified: Date())
-            if let entry = try await Self.store(item: item, chunkSize: chunkSize, repository: repo, known: known, previous: nil, stats: stats) {
+            if let entry = try await writer.store(item: item, previous: nil) {
                 externals.append(ExternalFile(setting: setting, originalPath: real, entry: entry))
             }
         }
+        try await packs?.finish()
 
         let stop: [String?]
         do {
@@ -221,15 +232,15 @@ public struct BackupEngine: Sendable {
 
         let manifestEntries = entries.compactMap { $0 }
         let deltas = await known.deltasOnly()
+        let chunkLists = manifestEntries.map(\.chunks) + externals.map(\.entry.chunks)
         var deltaBases: [String: String] = [:]
-        for entry in manifestEntries {
-            for chunk in entry.chunks { if let base = deltas[chunk] { deltaBases[chunk] = base } }
+        for list in chunkLists {
+            for chunk in list { if let base = deltas[chunk] { deltaBases[chunk] = base } }
         }
-        for external in externals {
-            for chunk in external.entry.chunks { if let base = deltas[chunk] { deltaBases[chunk] = base } }
-        }
+        let packed = await known.packedLocations(for: chunkLists)
         let manifest = BackupManifest(backupID: id, chunkSize: chunkSize, entries: manifestEntries,
-            deltaBases: deltaBases.isEmpty ? nil : deltaBases, externalFiles: externals.isEmpty ? nil : externals)
+            deltaBases: deltaBases.isEmpty ? nil : deltaBases, externalFiles: externals.isEmpty ? nil : externals,
+            packedChunks: packed.isEmpty ? nil : packed)
         var record = record0
         record.dataDirectory = pgdata
         record.tablespaces = tablespaces
@@ -245,94 +256,15 @@ public struct BackupEngine: Sendable {
         record.newStoredBytes = totals.stored
         record.newChunks = totals.newChunks
         record.totalChunks = totals.chunks
+        record.unchangedFiles = totals.unchangedFiles
+        record.newPacks = await packs?.packsWritten
         try await repo.commitBackup(record)
         if repo.store.locksObjects {
             try await extendLocks(record: record, manifest: manifest, policy: options.policy, parallelism: options.parallelism)
         }
-        log.info("backup committed", metadata: ["lifeboat.bytes.logical": "\(totals.logical)", "lifeboat.bytes.stored": "\(totals.stored)"])
+        log.info("backup committed", metadata: ["lifeboat.bytes.logical": "\(totals.logical)", "lifeboat.bytes.stored": "\(totals.stored)",
+            "lifeboat.files.unchanged": "\(totals.unchangedFiles)", "lifeboat.packs": "\(record.newPacks ?? 0)"])
         return BackupResult(backup: record, durationSeconds: Date().timeIntervalSince(began))
-    }
-
-    /// Reads one file in chunk-size blocks and stores the blocks the repository lacks.
-    static func store(item: DataDirectoryScan.Item, chunkSize: Int, repository: Repository, known: ChunkIndex,
-        previous: [String]?, stats: BackupStats) async throws -> ManifestEntry?
-    {
-        guard item.type == .file else {
-            return ManifestEntry(path: item.path, type: item.type, mode: item.mode, size: 0, modified: item.modified, chunks: [])
-        }
-        let fd = open(item.source, O_RDONLY | O_CLOEXEC)
-        if fd < 0 {
-            if errno == ENOENT { return nil }  // removed while we ran (dropped table); replay recreates the truth
-            throw FileIO.error("cannot read", errno: errno, path: item.source)
-        }
-        defer { close(fd) }
-        if item.path == "postgresql.auto.conf" {
-            // The backup's copy never carries a recovery target or Lifeboat's recovery block (from
-            // an earlier restore of this cluster): the next restore must not inherit them.
-            let text = String(decoding: try FileIO.readAll(fd: fd, path: item.source), as: UTF8.self)
-            return try await storeWhole(Data(ServerConfiguration.autoConfForBackup(text).utf8), item: item, chunkSize: chunkSize,
-                repository: repository, known: known, stats: stats)
-        }
-        var chunks: [String] = []
-        var size: UInt64 = 0
-        var buffer = Data(count: chunkSize)
-        while true {
-            var filled = 0
-            try buffer.withUnsafeMutableBytes { (buf: UnsafeMutableRawBufferPointer) in
-                guard let base = buf.baseAddress else { return }
-                while filled < chunkSize {
-                    let n = read(fd, base + filled, chunkSize - filled)
-                    if n < 0 {
-                        if errno == EINTR { continue }
-                        throw FileIO.error("cannot read", errno: errno, path: item.source)
-                    }
-                    if n == 0 { break }
-                    filled += n
-                }
-            }
-            if filled == 0 { break }
-            let block = filled == chunkSize ? buffer : buffer.prefix(filled)
-            let id = repository.chunkID(for: block)
-            var stored = 0
-            if await known.claim(id) {
-                let index = chunks.count
-                let candidate = previous.flatMap { index < $0.count ? $0[index] : nil }
-                let base = candidate == nil ? nil : await known.wholeBase(for: candidate ?? "")
-                let result = try await repository.putChunk(id: id, data: Data(block), deltaBase: base)
-                stored = result.written
-                await known.record(id, base: result.base)
-                if FaultPoint.isArmed { FaultPoint.counted("backup.chunks", await stats.storedChunks()) }
-            }
-            await stats.add(logical: filled, stored: stored, isNew: stored > 0)
-            chunks.append(id)
-            size += UInt64(filled)
-            if filled < chunkSize { break }
-        }
-        return ManifestEntry(path: item.path, type: .file, mode: item.mode, size: size, modified: item.modified, chunks: chunks)
-    }
-
-    /// Stores a small file's content given whole (a rewritten configuration file).
-    static func storeWhole(_ data: Data, item: DataDirectoryScan.Item, chunkSize: Int, repository: Repository, known: ChunkIndex,
-        stats: BackupStats) async throws -> ManifestEntry
-    {
-        var chunks: [String] = []
-        var offset = 0
-        if data.isEmpty {
-            return ManifestEntry(path: item.path, type: .file, mode: item.mode, size: 0, modified: item.modified, chunks: [])
-        }
-        repeat {
-            let block = data.subdata(in: offset..<min(offset + chunkSize, data.count))
-            let id = repository.chunkID(for: block)
-            var stored = 0
-            if await known.claim(id) {
-                stored = try await repository.putChunk(id: id, data: block)
-                await known.record(id, base: nil)
-            }
-            await stats.add(logical: block.count, stored: stored, isNew: stored > 0)
-            chunks.append(id)
-            offset += block.count
-        } while offset < data.count
-        return ManifestEntry(path: item.path, type: .file, mode: item.mode, size: UInt64(data.count), modified: item.modified, chunks: chunks)
     }
 
     /// Immutable repositories: every object this backup needs stays locked at least as long as the
@@ -340,7 +272,7 @@ public struct BackupEngine: Sendable {
     /// until their own retention; automated ones for the recovery window past their end, plus a day.
     func extendLocks(record: BackupRecord, manifest: BackupManifest, policy: RetentionPolicy, parallelism: Int) async throws {
         let until = record.retainUntil ?? record.stopTime.addingTimeInterval(policy.recoveryWindow + 86400)
-        var keys = Set(manifest.entries.flatMap { $0.chunks.flatMap { Repository.chunkObjectKeys($0, in: manifest) } })
+        var keys = Set(manifest.allChunkIDs.flatMap { $0.flatMap { Repository.chunkObjectKeys($0, in: manifest) } })
         keys.insert(Repository.backupKey(record.id))
         keys.insert(record.manifestObject)
         let size = record.walSegmentSize
@@ -381,16 +313,6 @@ public struct BackupEngine: Sendable {
         }
     }
 
-    /// The chunk lists by path of the newest committed backup (empty if there is none).
-    static func previousChunks(_ repository: Repository) async throws -> [String: [String]] {
-        guard let last = try await repository.newestBackup() else { return [:] }
-        var byPath: [String: [String]] = [:]
-        for entry in try await repository.manifest(for: last).entries where entry.type == .file {
-            byPath[entry.path] = entry.chunks
-        }
-        return byPath
-    }
-
     static func labelTimeline(_ label: String) -> UInt32? {
         for line in label.split(separator: "\n") where line.hasPrefix("START TIMELINE:") {
             return UInt32(line.dropFirst("START TIMELINE:".count).trimmingCharacters(in: .whitespaces))
@@ -414,6 +336,14 @@ actor BackupStats {
     private var stored: UInt64 = 0
     private var newChunks = 0
     private var chunks = 0
+    private var unchangedFiles = 0
+
+    /// A file taken over from the previous backup without reading it.
+    func reuse(_ entry: ManifestEntry) {
+        logical += entry.size
+        chunks += entry.chunks.count
+        unchangedFiles += 1
+    }
 
     func add(logical l: Int, stored s: Int, isNew: Bool) {
         logical += UInt64(l)
@@ -424,5 +354,7 @@ actor BackupStats {
 
     func storedChunks() -> Int { newChunks }
 
-    func totals() -> (logical: UInt64, stored: UInt64, newChunks: Int, chunks: Int) { (logical, stored, newChunks, chunks) }
+    func totals() -> (logical: UInt64, stored: UInt64, newChunks: Int, chunks: Int, unchangedFiles: Int) {
+        (logical, stored, newChunks, chunks, unchangedFiles)
+    }
 }

@@ -26,6 +26,8 @@ public enum DataDirectoryScan {
         public var type: ManifestEntry.EntryType
         public var mode: UInt16
         public var modified: Date
+        /// The file's size when scanned (0 for directories).
+        public var size: UInt64 = 0
     }
 
     public static func scan(_ pgdata: String) throws -> [Item] {
@@ -78,7 +80,7 @@ public enum DataDirectoryScan {
                 }
                 try walk(directory: source, relative: rel, into: &items)
             case S_IFREG:
-                items.append(Item(path: rel, source: source, type: .file, mode: mode, modified: modified))
+                items.append(Item(path: rel, source: source, type: .file, mode: mode, modified: modified, size: UInt64(max(0, st.st_size))))
             default:
                 continue  // sockets, fifos, other links
             }

@@ -79,8 +79,8 @@ public struct Expirer: Sendable {
         var referenced = Set<String>()
         for b in kept {
             let manifest = try await repo.manifest(for: b)
-            for entry in manifest.entries {
-                for chunk in entry.chunks { referenced.formUnion(Repository.chunkObjectKeys(chunk, in: manifest)) }
+            for list in manifest.allChunkIDs {
+                for chunk in list { referenced.formUnion(Repository.chunkObjectKeys(chunk, in: manifest)) }
             }
         }
         var orphans: [String] = []
@@ -95,7 +95,8 @@ public struct Expirer: Sendable {
 
         var chunksRemoved = 0
         var chunkBytes = 0
-        for (_, info) in try await repo.store.list(.chunks) {
+        // Whole and delta chunks, and packs (a pack stays while any kept backup reads a chunk of it).
+        for (_, info) in try await repo.store.list(.chunks) + repo.store.list(.packs) {
             if referenced.contains(info.key) { continue }
             if try await protected(info.key) { continue }
             chunksRemoved += 1

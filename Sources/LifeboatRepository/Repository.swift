@@ -18,7 +18,8 @@ public struct RepositoryConfig: Codable, Sendable, Equatable {
     var wrappedKey: String
 
     /// 2: chunks may be stored as deltas (`chunks/xx/<id>-<base>`, compression byte 3).
-    public static let currentFormat = 2
+    /// 3: small chunks may be stored in packs (`packs/xx/<id>`).
+    public static let currentFormat = 3
 }
 
 /// Options for `repo init`.
@@ -204,11 +205,13 @@ public final class Repository: Sendable {
 
     /// The object key holding chunk `id` as `manifest` uses it.
     public static func chunkObjectKey(_ id: String, in manifest: BackupManifest) -> String {
-        manifest.deltaBase(of: id).map { deltaChunkKey(id, base: $0) } ?? chunkKey(id)
+        if let packed = manifest.packedChunk(id) { return packKey(packed.pack) }
+        return manifest.deltaBase(of: id).map { deltaChunkKey(id, base: $0) } ?? chunkKey(id)
     }
 
-    /// Every object a backup's chunk needs: its own and, for a delta, its base's.
+    /// Every object a backup's chunk needs: its own (or its pack) and, for a delta, its base's.
     public static func chunkObjectKeys(_ id: String, in manifest: BackupManifest) -> [String] {
+        if let packed = manifest.packedChunk(id) { return [packKey(packed.pack)] }
         guard let base = manifest.deltaBase(of: id) else { return [chunkKey(id)] }
         return [deltaChunkKey(id, base: base), chunkKey(base)]
     }
@@ -507,22 +510,46 @@ public struct ChunkCatalog: Sendable {
 public actor ChunkIndex {
     private var whole: Set<String>
     private var deltas: [String: String]
+    private var packed: [String: PackedChunk]
     private var claimed: Set<String> = []
 
-    public init(_ catalog: ChunkCatalog) {
+    /// `packed`: chunks known to lie in packs that exist (from the newest backup's manifest: packs
+    /// are not listed chunk by chunk).
+    public init(_ catalog: ChunkCatalog, packed: [String: PackedChunk] = [:]) {
         whole = catalog.whole
         deltas = catalog.deltas
+        self.packed = packed
     }
 
     /// True if the caller is the first to see `id` and must store it.
     public func claim(_ id: String) -> Bool {
-        if whole.contains(id) || deltas[id] != nil { return false }
+        if whole.contains(id) || deltas[id] != nil || packed[id] != nil { return false }
         return claimed.insert(id).inserted
     }
 
     /// Records how a claimed chunk was stored: whole (nil) or as a delta against `base`.
     public func record(_ id: String, base: String?) {
         if let base { deltas[id] = base } else { whole.insert(id) }
+    }
+
+    /// Whether the repository (or this writer) already holds `id`.
+    public func contains(_ id: String) -> Bool {
+        whole.contains(id) || deltas[id] != nil || packed[id] != nil || claimed.contains(id)
+    }
+
+    /// Records a claimed chunk stored in a pack.
+    public func record(_ id: String, packedAt location: PackedChunk) { packed[id] = location }
+
+    /// Where the manifest of a backup using these chunks reads each of them from a pack: the chunks
+    /// stored only in packs (a chunk also stored whole is read whole).
+    public func packedLocations(for chunkLists: [[String]]) -> [String: PackedChunk] {
+        var result: [String: PackedChunk] = [:]
+        for list in chunkLists {
+            for id in list where !whole.contains(id) && deltas[id] == nil {
+                if let location = packed[id] { result[id] = location }
+            }
+        }
+        return result
     }
 
     /// The whole chunk a delta of a chunk that replaced `previous` can be based on: `previous` if it is

@@ -60,7 +60,7 @@ public struct RepositoryCopier: Sendable {
         let existing = Set(try await target.backups().map(\.id))
         var report = CopyReport(copiedBackups: [], presentBackups: [], chunksCopied: 0, chunksPresent: 0, walFilesCopied: 0,
             walFilesPresent: 0, bytesWritten: 0)
-        let known = ChunkIndex(try await target.chunkCatalog())
+        let known = ChunkIndex(try await target.chunkCatalog(), packed: try await target.newestPackedChunks())
         let stats = CopyStats()
         let src = source
         let dst = target
@@ -87,53 +87,86 @@ public struct RepositoryCopier: Sendable {
                 continue
             }
             let manifest = try await source.manifest(for: record)
-            var entries: [ManifestEntry] = []
-            entries.reserveCapacity(manifest.entries.count)
-            let translated = try await forEachBounded(manifest.entries, parallelism: parallelism) { entry -> ManifestEntry in
-                var copy = entry
-                copy.chunks = []
-                for id in entry.chunks {
-                    let chunk = try await src.chunkForCopy(id: id, base: manifest.deltaBase(of: id))
-                    let newID = dst.chunkID(for: chunk.data)
-                    if await known.claim(newID) {
-                        var written = 0
-                        var base: String?
-                        if let delta = chunk.delta, dst.storesDeltas {
-                            // The delta body is key-independent: only the names change. Its base goes
-                            // first, whole (a base is whole in the source, so it is whole here too).
-                            let newBase = dst.chunkID(for: delta.base)
-                            if await known.claim(newBase) {
-                                written += try await dst.putChunk(id: newBase, data: delta.base)
-                                await known.record(newBase, base: nil)
-                            }
-                            if await known.wholeBase(for: newBase) == newBase {
-                                written += try await dst.putCopiedDelta(id: newID, base: newBase, wireValue: delta.wireValue,
-                                    body: delta.body, plaintextLength: chunk.data.count)
-                                base = newBase
-                            }
+            let packs = dst.storesPacks ? PackWriter(repository: dst) : nil
+            // Every chunk the backup uses, translated to the target's names: packed ones a pack at a
+            // time (one read each), the others one by one.
+            var packedByPack: [String: [(id: String, location: PackedChunk)]] = [:]
+            var loose = Set<String>()
+            for list in manifest.allChunkIDs {
+                for id in list {
+                    if let location = manifest.packedChunk(id) { packedByPack[location.pack, default: []].append((id, location)) } else { loose.insert(id) }
+                }
+            }
+            let fromPacks = try await forEachBounded(packedByPack.map { ($0.key, $0.value) }, parallelism: parallelism) { pack, chunks -> [(String, String)] in
+                let data = try await src.pack(pack)
+                var names: [(String, String)] = []
+                var done = Set<String>()
+                for (id, location) in chunks where done.insert(id).inserted {
+                    let content = try src.unpackChunk(id: id, from: data, at: location)
+                    names.append((id, try await Self.store(content, small: true, into: dst, known: known, packs: packs, stats: stats)))
+                }
+                return names
+            }
+            let fromLoose = try await forEachBounded(Array(loose), parallelism: parallelism) { id -> (String, String) in
+                let chunk = try await src.chunkForCopy(id: id, base: manifest.deltaBase(of: id))
+                let newID = dst.chunkID(for: chunk.data)
+                if await known.claim(newID) {
+                    var written = 0
+                    var base: String?
+                    if let delta = chunk.delta, dst.storesDeltas {
+                        // The delta body is key-independent: only the names change. Its base goes
+                        // first, whole (a base is whole in the source, so it is whole here too).
+                        let newBase = dst.chunkID(for: delta.base)
+                        if await known.claim(newBase) {
+                            written += try await dst.putChunk(id: newBase, data: delta.base)
+                            await known.record(newBase, base: nil)
                         }
-                        if base == nil { written += try await dst.putChunk(id: newID, data: chunk.data) }
-                        await known.record(newID, base: base)
-                        await stats.chunk(written: written)
-                    } else {
-                        await stats.chunk(written: nil)
+                        if await known.wholeBase(for: newBase) == newBase {
+                            written += try await dst.putCopiedDelta(id: newID, base: newBase, wireValue: delta.wireValue,
+                                body: delta.body, plaintextLength: chunk.data.count)
+                            base = newBase
+                        }
                     }
-                    copy.chunks.append(newID)
+                    if base == nil { written += try await dst.putChunk(id: newID, data: chunk.data) }
+                    await known.record(newID, base: base)
+                    await stats.chunk(written: written)
+                } else {
+                    await stats.chunk(written: nil)
+                }
+                return (id, newID)
+            }
+            try await packs?.finish()
+            var names: [String: String] = [:]
+            for list in fromPacks { for (old, new) in list { names[old] = new } }
+            for (old, new) in fromLoose { names[old] = new }
+            func translate(_ entry: ManifestEntry) throws -> ManifestEntry {
+                var copy = entry
+                copy.chunks = try entry.chunks.map { id in
+                    guard let new = names[id] else { throw LifeboatError(.internalError, "chunk \(id) of \(entry.path) was not copied") }
+                    return new
                 }
                 return copy
             }
-            entries = translated
+            let entries = try manifest.entries.map(translate)
+            let externals = try manifest.externalFiles?.map { external -> ExternalFile in
+                var copy = external
+                copy.entry = try translate(external.entry)
+                return copy
+            }
             var copied = record
             // A file list left by an interrupted copy of this backup has no record pointing at it
             // (we checked) and expire cannot run meanwhile (we hold a lock): replace it.
             try await target.store.delete(Repository.manifestKey(record.id))
             let deltas = await known.deltasOnly()
+            let chunkLists = entries.map(\.chunks) + (externals ?? []).map(\.entry.chunks)
             var deltaBases: [String: String] = [:]
-            for entry in entries {
-                for chunk in entry.chunks { if let base = deltas[chunk] { deltaBases[chunk] = base } }
+            for list in chunkLists {
+                for chunk in list { if let base = deltas[chunk] { deltaBases[chunk] = base } }
             }
+            let packed = await known.packedLocations(for: chunkLists)
             copied.manifestObject = try await target.writeManifest(BackupManifest(backupID: record.id, chunkSize: manifest.chunkSize,
-                entries: entries, deltaBases: deltaBases.isEmpty ? nil : deltaBases))
+                entries: entries, deltaBases: deltaBases.isEmpty ? nil : deltaBases, externalFiles: externals,
+                packedChunks: packed.isEmpty ? nil : packed))
             let s = await stats.snapshot()
             copied.newChunks = s.chunksCopied - report.chunksCopied
             copied.newStoredBytes = UInt64(max(0, s.bytes - report.bytesWritten))
@@ -154,6 +187,29 @@ public struct RepositoryCopier: Sendable {
             report.verifyProblems = try await Verifier(repository: target, parallelism: parallelism).run().problems
         }
         return report
+    }
+}
+
+extension RepositoryCopier {
+    /// Stores a chunk's content in the target under its name there (packed when it was packed in the
+    /// source and the target packs); returns that name.
+    static func store(_ content: Data, small: Bool, into dst: Repository, known: ChunkIndex, packs: PackWriter?,
+        stats: CopyStats) async throws -> String
+    {
+        let newID = dst.chunkID(for: content)
+        guard await known.claim(newID) else {
+            await stats.chunk(written: nil)
+            return newID
+        }
+        if small, let packs, content.count <= dst.packLimit {
+            let sealed = try dst.sealChunk(id: newID, data: content)
+            await known.record(newID, packedAt: try await packs.add(id: newID, sealed: sealed))
+            await stats.chunk(written: sealed.count + 68)
+        } else {
+            await stats.chunk(written: try await dst.putChunk(id: newID, data: content))
+            await known.record(newID, base: nil)
+        }
+        return newID
     }
 }
 

@@ -11,6 +11,8 @@ public enum RepositoryObject: Sendable, Hashable {
     case chunk(id: String)
     /// A chunk stored as a delta against `base` (itself stored whole).
     case deltaChunk(id: String, base: String)
+    /// Small chunks packed into one object (format 3), named by a random id.
+    case pack(id: String)
     /// A committed backup's record (its presence makes the backup exist).
     case backup(id: String)
     /// A backup's file list, written before its record.
@@ -26,7 +28,7 @@ public enum RepositoryObject: Sendable, Hashable {
 
     /// The families of objects, for listing.
     public enum Family: String, Sendable, CaseIterable {
-        case chunks, backups, manifests, wal, locks, drills, records
+        case chunks, packs, backups, manifests, wal, locks, drills, records
 
         /// The prefix every key of the family starts with.
         public var prefix: String { rawValue + "/" }
@@ -37,6 +39,7 @@ public enum RepositoryObject: Sendable, Hashable {
         case .config: return "config"
         case .chunk(let id): return "chunks/\(id.prefix(2))/\(id)"
         case .deltaChunk(let id, let base): return "chunks/\(id.prefix(2))/\(id)-\(base)"
+        case .pack(let id): return "packs/\(id.prefix(2))/\(id)"
         case .backup(let id): return "backups/\(id)"
         case .manifest(let id): return "manifests/\(id)"
         case .wal(let file):
@@ -73,6 +76,8 @@ public enum RepositoryObject: Sendable, Hashable {
             case 2: self = .deltaChunk(id: name[0], base: name[1])
             default: return nil
             }
+        case (.packs, 3) where !parts[2].isEmpty && parts[1] == String(parts[2].prefix(2)) && !parts[2].contains("-"):
+            self = .pack(id: parts[2])
         case (.backups, 2) where !parts[1].isEmpty: self = .backup(id: parts[1])
         case (.manifests, 2) where !parts[1].isEmpty: self = .manifest(backupID: parts[1])
         case (.wal, 3):
@@ -92,6 +97,12 @@ public enum RepositoryObject: Sendable, Hashable {
         case .deltaChunk(let id, let base): return (id, base)
         default: return nil
         }
+    }
+
+    /// The pack id of a pack object.
+    public var packID: String? {
+        if case .pack(let id) = self { return id }
+        return nil
     }
 
     /// The archived WAL file an object holds.

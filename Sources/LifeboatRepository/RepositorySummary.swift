@@ -34,7 +34,10 @@ public struct RepositorySummary: Codable, Sendable {
     public var walFiles: Int
     public var walBytes: Int
     public var timelines: [Timeline]
+    /// Chunk objects (whole and delta); chunks inside packs are not counted here.
     public var chunkCount: Int
+    /// Pack objects (format 3), each holding many small chunks.
+    public var packCount: Int = 0
     public var totalBytes: Int
     /// Lag of each mirror repository of this cluster (filled by the caller that knows them).
     public var mirrors: [MirrorStatus] = []
@@ -63,6 +66,7 @@ public struct RepositorySummary: Codable, Sendable {
             latestRestorableTime: backups.isEmpty ? nil : lastTime.map { max($0, backups.last?.stopTime ?? $0) },
             lastArchivedWAL: lastSegment?.name, latestTimeline: latest, walFiles: wal.count, walBytes: wal.reduce(0) { $0 + $1.info.size },
             timelines: timelines, chunkCount: all.filter { RepositoryObject(key: $0.key)?.chunk != nil }.count,
+            packCount: all.filter { RepositoryObject(key: $0.key)?.packID != nil }.count,
             totalBytes: all.reduce(0) { $0 + $1.size })
     }
 }

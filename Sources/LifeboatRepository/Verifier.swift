@@ -40,10 +40,13 @@ public struct Verifier: Sendable {
 
         // 1. Authenticate every encrypted object (chunks also re-hashed against their name).
         let encrypted = all.filter { RepositoryObject(key: $0.key)?.isSealed ?? true }
+        let packContents = PackContents()
         let objectProblems = try await forEachBounded(encrypted, parallelism: parallelism) { info -> VerifyReport.Problem? in
             do {
                 let object = RepositoryObject(key: info.key)
-                if let (id, base) = object?.chunk {
+                if let pack = object?.packID {
+                    await packContents.add(pack, try await repo.verifyPack(key: info.key))
+                } else if let (id, base) = object?.chunk {
                     _ = try await repo.chunk(id: id, base: base)
                 } else if object == nil {
                     return VerifyReport.Problem(object: info.key, message: "object \(info.key) is not named like any object lifeboat writes")
@@ -58,8 +61,9 @@ public struct Verifier: Sendable {
         problems += objectProblems.compactMap { $0 }
         let damaged = Set(problems.map(\.object))
 
-        // 2. Every backup's chunks exist.
-        let chunkObjects = Set(all.filter { RepositoryObject(key: $0.key)?.chunk != nil }.map(\.key))
+        // 2. Every backup's chunks exist (a packed chunk: in its pack, where the manifest says).
+        let chunkObjects = Set(all.filter { RepositoryObject(key: $0.key)?.chunk != nil || RepositoryObject(key: $0.key)?.packID != nil }.map(\.key))
+        let packed = await packContents.records
         var backups: [BackupRecord] = []
         for info in all where !damaged.contains(info.key) {
             guard case .backup(let id)? = RepositoryObject(key: info.key) else { continue }
@@ -70,10 +74,18 @@ public struct Verifier: Sendable {
                 let manifest = try await repo.manifest(for: record)
                 var missing = 0
                 var firstMissing = ""
-                for entry in manifest.entries {
-                    for chunk in entry.chunks {
+                let paths = manifest.entries.map(\.path) + (manifest.externalFiles ?? []).map(\.originalPath)
+                for (list, path) in zip(manifest.allChunkIDs, paths) {
+                    for chunk in list {
                         for key in Repository.chunkObjectKeys(chunk, in: manifest) where !chunkObjects.contains(key) {
-                            if missing == 0 { firstMissing = "\(key) (used by \(entry.path))" }
+                            if missing == 0 { firstMissing = "\(key) (used by \(path))" }
+                            missing += 1
+                        }
+                        if let location = manifest.packedChunk(chunk), !damaged.contains(Repository.packKey(location.pack)),
+                            chunkObjects.contains(Repository.packKey(location.pack)),
+                            packed[location.pack]?[location.offset] != chunk
+                        {
+                            if missing == 0 { firstMissing = "chunk \(chunk) at byte \(location.offset) of pack \(location.pack) (used by \(path))" }
                             missing += 1
                         }
                     }
@@ -174,5 +186,16 @@ public func forEachBounded<T: Sendable, R: Sendable>(_ items: [T], parallelism: 
             }
         }
         return results.compactMap { $0 }
+    }
+}
+
+/// What verify found in each pack: chunk id by offset.
+actor PackContents {
+    private(set) var records: [String: [Int: String]] = [:]
+
+    func add(_ pack: String, _ found: [PackFormat.Record]) {
+        var byOffset: [Int: String] = [:]
+        for record in found { byOffset[record.offset] = record.chunkID }
+        records[pack] = byOffset
     }
 }

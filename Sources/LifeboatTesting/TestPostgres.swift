@@ -46,7 +46,9 @@ public struct TestPostgres: Sendable {
     public var port: Int { cluster.port }
 
     /// Rows of text values.
-    public func query(_ sql: String) async throws -> [[String?]] {
+    public func query(_ sql: String, database: String? = nil) async throws -> [[String?]] {
+        var endpoint = self.endpoint
+        if let database { endpoint.database = database }
         let session = try await PostgresSession.connect(endpoint, logger: TestSandbox.logger())
         do {
             let rows = try await session.query(sql)
@@ -58,8 +60,8 @@ public struct TestPostgres: Sendable {
         }
     }
 
-    public func value(_ sql: String) async throws -> String? {
-        try await query(sql).first?.first ?? nil
+    public func value(_ sql: String, database: String? = nil) async throws -> String? {
+        try await query(sql, database: database).first?.first ?? nil
     }
 
     /// The current server time (what recovery_target_time is compared with).

@@ -79,7 +79,7 @@ import Testing
         try await pg.cluster.start(environment: s3env)
         try await pg.pgbench(["-i", "-s", "1", "-q"])
 
-        let faulty = FaultInjectingStore(direct, faults: [.transient(prefix: "chunks/", every: 7), .truncatedRead(prefix: "", every: 11),
+        let faulty = FaultInjectingStore(direct, faults: [.transient(prefix: "chunks/", every: 3), .transient(prefix: "packs/", every: 2), .truncatedRead(prefix: "", every: 5),
             .transient(prefix: "backups/", every: 2), .transient(prefix: "manifests/", every: 2)])
         let flaky = RetryingStore(faulty, policy: RetryPolicy(attempts: 8, baseDelay: 0.01, maxDelay: 0.05), logger: TestSandbox.logger())
         let repo = try await Repository.open(store: flaky, key: .keyFile(keyFile), logger: TestSandbox.logger())

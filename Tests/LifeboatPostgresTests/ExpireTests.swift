@@ -32,11 +32,12 @@ import Testing
         #expect(Set(dry.backups.filter { !$0.keep }.map(\.id)) == [b1.id, b2.id])
         #expect(try await opened.backups().count == 4, "dry run changes nothing")
 
-        // The chunk objects the survivors use: their own and, for chunks stored as deltas, their bases.
+        // The chunk objects the survivors use: their own (or their packs) and, for chunks stored as
+        // deltas, their bases.
         var expectedChunks = Set<String>()
         for b in [b3, manual] {
             let manifest = try await opened.manifest(for: b)
-            for e in manifest.entries { for c in e.chunks { expectedChunks.formUnion(Repository.chunkObjectKeys(c, in: manifest)) } }
+            for list in manifest.allChunkIDs { for c in list { expectedChunks.formUnion(Repository.chunkObjectKeys(c, in: manifest)) } }
         }
         let size = b3.walSegmentSize
         let expectedWAL = Set(try await opened.walFiles().compactMap { file, _ -> String? in
@@ -50,7 +51,8 @@ import Testing
         let report = try await Expirer(repository: opened, policy: .seedDefault).run(dryRun: false, now: now)
         #expect(report.chunksRemoved == dry.chunksRemoved && report.chunksRemoved > 0)
         #expect(try await opened.backups().map(\.id).sorted() == [manual.id, b3.id].sorted())
-        #expect(Set(try await opened.store.list(prefix: "chunks/").map(\.key)) == expectedChunks)
+        #expect(Set(try await opened.store.list(prefix: "chunks/").map(\.key) + opened.store.list(prefix: "packs/").map(\.key)) == expectedChunks)
+        #expect(expectedChunks.contains { $0.hasPrefix("packs/") } && expectedChunks.contains { $0.hasPrefix("chunks/") })
         let remainingSegments = Set(try await opened.walFiles().compactMap { file, _ -> String? in
             if case .segment(let s) = file { return s.name }
             return nil

@@ -19,7 +19,7 @@ struct InfoCommand: AsyncParsableCommand {
             try Output.json(s)
             return
         }
-        print("repository \(s.location) (id \(s.repositoryID), format \(s.format)): \(Output.bytes(UInt64(s.totalBytes))) in \(s.chunkCount) chunks and other objects")
+        print("repository \(s.location) (id \(s.repositoryID), format \(s.format)): \(Output.bytes(UInt64(s.totalBytes))) in \(s.chunkCount) chunks, \(s.packCount) packs and other objects")
         print("recovery window: \(s.earliestRestorableTime.map(Timestamp.format) ?? "-") .. \(s.latestRestorableTime.map(Timestamp.format) ?? "-")")
         print("wal archive: \(s.walFiles) files, \(Output.bytes(UInt64(s.walBytes))), last segment \(s.lastArchivedWAL ?? "-")")
         for t in s.timelines {
