@@ -168,6 +168,22 @@ def pitr_interleaved(a, work, src, tools, states, results):
             print(f"== {name} PITR to a started server: {statistics.median(runs):.2f}s, runs {' '.join(f'{x:.2f}' for x in runs)}", flush=True)
 
 
+def churn_tables(src, tables):
+    """Changes 1% of the tables (every hundredth): a row updated, rows added."""
+    for first in range(7, tables + 1, 1000):
+        last = min(first + 999, tables)
+        src.psql(f"DO $$ BEGIN FOR i IN {first}..{last} BY 100 LOOP "
+                 "EXECUTE format('UPDATE t%s SET body = ''changed'' WHERE id = 1', i); "
+                 "EXECUTE format('INSERT INTO t%s SELECT g, ''more'' FROM generate_series(21, 40) g', i); "
+                 "END LOOP; END $$")
+    src.psql("checkpoint")
+
+
+def repo_objects(path):
+    """Files in a repository directory: the objects (and requests) a backup costs on an object store."""
+    return sum(len(files) for _, _, files in os.walk(path))
+
+
 def use_archiver(src, tool):
     src.psql(f"alter system set archive_command = '{tool.archive_command()}'")
     src.psql("select pg_reload_conf()")
@@ -184,6 +200,8 @@ def main():
     ap.add_argument("--archive-seconds", type=int, default=20)
     ap.add_argument("--tools", default="lifeboat,pgbackrest,pg_basebackup,barman", help="comma-separated; lifeboat first")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
+    ap.add_argument("--tables", type=int, default=0,
+                    help="load N small tables (each with a primary key and a TOAST table, built with DO loops) instead of pgbench")
     a = ap.parse_args()
 
     work = tempfile.mkdtemp(prefix="lifeboat-bench-")
@@ -200,9 +218,19 @@ def main():
         f.write("archive_mode = on\narchive_command = '/bin/true'\nmax_wal_size = '2GB'\nshared_buffers = '128MB'\n"
                 "checkpoint_timeout = '30min'\nlog_min_messages = warning\n")
     src.start()
-    print(f"loading pgbench scale {a.scale} ...", flush=True)
-    run([f"{BIN}/pgbench", "-i", "-q", "-s", str(a.scale), "-h", src.sock, "-p", str(src.port), "postgres"])
+    if a.tables:
+        print(f"creating {a.tables} tables ...", flush=True)
+        for first in range(1, a.tables + 1, 1000):
+            last = min(first + 999, a.tables)
+            src.psql(f"DO $$ BEGIN FOR i IN {first}..{last} LOOP "
+                     "EXECUTE format('CREATE TABLE t%s (id int PRIMARY KEY, body text)', i); "
+                     "EXECUTE format('INSERT INTO t%s SELECT g, md5((g * %s)::text) FROM generate_series(1, 20) g', i, i); "
+                     "END LOOP; END $$")
+    else:
+        print(f"loading pgbench scale {a.scale} ...", flush=True)
+        run([f"{BIN}/pgbench", "-i", "-q", "-s", str(a.scale), "-h", src.sock, "-p", str(src.port), "postgres"])
     src.psql("checkpoint")
+    results["tables"] = a.tables
     pgdata_bytes = du(src.dir) - du(src.dir + "/pg_wal")
     results["pgdata_bytes"] = pgdata_bytes
     print(f"PGDATA without WAL: {pgdata_bytes / 2**20:.0f} MiB", flush=True)
@@ -211,21 +239,41 @@ def main():
              "barman": Barman(work, src)}
     tools = {n: tools[n] for n in a.tools.split(",")}
     states = {"": {}, "lz4_": {}}  # each tool's repository for the restores, by compression
-    for name, tool in tools.items():
-        print(f"== {name}", flush=True)
-        r = results["tools"][name] = {}
-        fulls = []
-        for i in range(a.repeat):
+    # Full backups, interleaved like the restores: round i backs up with every tool in turn (the
+    # order reversed every other round), so the data load's writeback and a disk that changes speed
+    # weigh on every tool alike. Each tool then goes on from its last full backup's repository.
+    fulls = {n: [] for n in tools}
+    last_full = {}
+    for i in range(a.repeat):
+        order = list(tools.items()) if i % 2 == 0 else list(reversed(list(tools.items())))
+        for name, tool in order:
             tool.fresh_repo(f"zstd-{i}", "zstd")
             use_archiver(src, tool)
             secs, rss = tool.full_backup()
-            fulls.append((secs, rss, tool.repo_bytes()))
-            print(f"  full backup {i + 1}: {secs:.2f}s, {pgdata_bytes / 2**20 / secs:.1f} MB/s, RSS {rss:.0f} MiB, repo {fulls[-1][2] / 2**20:.1f} MiB", flush=True)
-        r["full_backup_seconds"] = statistics.median(x[0] for x in fulls)
+            fulls[name].append((secs, rss, tool.repo_bytes(), repo_objects(tool.repo)))
+            last_full[name] = dict(tool.__dict__)
+            print(f"  {name} full backup {i + 1}: {secs:.2f}s, {pgdata_bytes / 2**20 / secs:.1f} MB/s, RSS {rss:.0f} MiB, "
+                  f"repo {fulls[name][-1][2] / 2**20:.1f} MiB in {fulls[name][-1][3]} objects", flush=True)
+    for name, tool in tools.items():
+        print(f"== {name}", flush=True)
+        r = results["tools"][name] = {}
+        tool.__dict__.update(last_full[name])
+        use_archiver(src, tool)
+        r["full_backup_seconds"] = statistics.median(x[0] for x in fulls[name])
         r["full_backup_mb_s"] = pgdata_bytes / 2**20 / r["full_backup_seconds"]
-        r["full_backup_peak_rss_mib"] = max(x[1] for x in fulls)
-        r["repo_bytes_full"] = fulls[-1][2]
+        r["full_backup_peak_rss_mib"] = max(x[1] for x in fulls[name])
+        r["repo_bytes_full"] = fulls[name][-1][2]
+        r["repo_objects_full"] = fulls[name][-1][3]
+        if tool.has_pitr:
+            # A second backup with nothing changed (pgBackRest: incremental).
+            time.sleep(1.5)
+            secs, rss = tool.incremental_backup()
+            r["unchanged_backup_seconds"] = secs
+            r["unchanged_backup_peak_rss_mib"] = rss
+            print(f"  second backup, nothing changed: {secs:.2f}s, RSS {rss:.0f} MiB", flush=True)
         for pct, modulo, remainder in [(1, 100, 7), (10, 10, 3)]:
+            if a.tables:
+                continue
             data_before, wal_before = tool.repo_split()
             src.psql(f"update pgbench_accounts set abalance = abalance + 1 where aid % {modulo} = {remainder}")
             src.psql("checkpoint")
@@ -239,7 +287,14 @@ def main():
                   f"archived WAL +{(wal_after - wal_before) / 2**20:.1f} MiB", flush=True)
         # Restores are measured later, interleaved across tools: keep what this repository needs.
         states[""][name] = dict(tool.__dict__)
-        if tool.has_pitr:
+        if a.tables:
+            churn_tables(src, a.tables)
+            data_before, wal_before = tool.repo_split()
+            secs, rss = tool.incremental_backup()
+            r["churn1_backup_seconds"] = secs
+            r["churn1_backup_growth_bytes"] = tool.repo_split()[0] - data_before
+            print(f"  after changing 1% of the tables: {secs:.2f}s, RSS {rss:.0f} MiB", flush=True)
+        if tool.has_pitr and not a.tables:
             # WAL archiving under pgbench at full speed.
             first = src.psql("select archived_count from pg_stat_archiver")
             t0 = time.monotonic()
@@ -282,7 +337,8 @@ def main():
             r[f"{comp}restore_mb_s"] = pgdata_bytes / 2**20 / r[f"{comp}restore_seconds"]
             print(f"== {name} {label} restore: {r[f'{comp}restore_seconds']:.2f}s ({r[f'{comp}restore_mb_s']:.1f} MB/s), "
                   f"runs {' '.join(f'{x:.2f}' for x in seconds[name])}", flush=True)
-    pitr_interleaved(a, work, src, tools, states, results)
+    if not a.tables:
+        pitr_interleaved(a, work, src, tools, states, results)
     src.stop()
     write(results, a.out)
     shutil.rmtree(work, ignore_errors=True)
@@ -361,6 +417,8 @@ log-level-file=off
 lock-path={self.work}/pgbr-lock
 spool-path={self.work}/pgbr-spool
 repo1-retention-full=10
+repo1-cipher-type=aes-256-cbc
+repo1-cipher-pass=bench passphrase
 
 [bench]
 pg1-path={self.src.dir}
@@ -567,6 +625,9 @@ def machine():
 TOOLS = [("lifeboat", "Lifeboat"), ("pgbackrest", "pgBackRest"), ("pg_basebackup", "pg_basebackup"), ("barman", "Barman")]
 ROWS = [("full backup time (s)", "full_backup_seconds"), ("full backup throughput (MB/s)", "full_backup_mb_s"),
         ("full backup peak RSS (MiB)", "full_backup_peak_rss_mib"), ("repository after full, WAL included (MiB)", "repo_bytes_full"),
+        ("objects in the repository after the full backup", "repo_objects_full"),
+        ("second backup, nothing changed (s)", "unchanged_backup_seconds"),
+        ("peak RSS of that backup (MiB)", "unchanged_backup_peak_rss_mib"),
         ("backup data added after 1% churn (MiB)", "churn1_backup_growth_bytes"),
         ("WAL archived during 1% churn (MiB)", "churn1_wal_growth_bytes"),
         ("backup data added after 10% churn (MiB)", "churn10_backup_growth_bytes"),
@@ -594,7 +655,8 @@ def write(results, out):
         return f"{v / 2**20:.1f}" if key.endswith("bytes") or key.endswith("bytes_full") else f"{v:.2f}"
 
     m = results["machine"]
-    lines = [f"# Benchmark: pgbench scale {results['scale']} ({results['pgdata_bytes'] / 2**20:.0f} MiB PGDATA), median of {results['repeat']}",
+    dataset = f"{results['tables']} small tables" if results.get("tables") else f"pgbench scale {results['scale']}"
+    lines = [f"# Benchmark: {dataset} ({results['pgdata_bytes'] / 2**20:.0f} MiB PGDATA), median of {results['repeat']}",
              "", f"Machine: {m['cpus']} CPUs ({m['cpu']}), {m['memory']}; {m['postgresql']}; {m.get('pgbackrest', '')}; "
              f"{m.get('barman', '')}. Run {results['date']}.", "",
              "| figure | " + " | ".join(label[n] for n in names) + " | " + " | ".join(f"Lifeboat / {label[p]}" for p in peers) + " |",

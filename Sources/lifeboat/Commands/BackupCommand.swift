@@ -25,6 +25,9 @@ struct BackupCommand: AsyncParsableCommand {
     @Option(name: .customLong("primary-host"), help: "Backing up a standby: its primary's host or socket directory (default: the node it streams from).")
     var primaryHost: String?
     @Option(name: .customLong("primary-port"), help: "Backing up a standby: its primary's port (default: the --pgport).") var primaryPort: Int?
+    @Flag(name: .customLong("read-all-files"),
+        help: "Read every file, also those whose size and modification time say they did not change since the newest backup.")
+    var readAllFiles = false
     @Flag(help: "Print JSON.") var json = false
 
     func validate() throws {
@@ -49,17 +52,22 @@ struct BackupCommand: AsyncParsableCommand {
             primary?.host = primaryHost ?? endpoint.host
             primary?.port = primaryPort ?? endpoint.port
         }
-        let options = BackupOptions(pgdata: pgdata, endpoint: endpoint,
+        var options = BackupOptions(pgdata: pgdata, endpoint: endpoint,
             kind: manual ? .manual : .automated, tags: Dictionary(tags.map { ($0.key, $0.value) }, uniquingKeysWith: { $1 }),
             retain: retain?.seconds, policy: try context.settings.retention(), parallelism: try context.settings.parallelism(),
             walTimeout: try context.settings.walTimeout(), primary: primary)
+        options.readAllFiles = readAllFiles
         let result = try await BackupEngine(repository: repo, logger: logger).run(options)
         if json {
             try Output.json(result)
         } else {
             let b = result.backup
             print("backup \(b.id) (\(b.kind.rawValue)) completed in \(HumanDuration.format(result.durationSeconds))")
-            print("  read \(Output.bytes(b.logicalBytes)) in \(b.fileCount) files, stored \(Output.bytes(b.newStoredBytes)) new (\(b.newChunks) of \(b.totalChunks) chunks new)")
+            print("  \(Output.bytes(b.logicalBytes)) in \(b.fileCount) files, stored \(Output.bytes(b.newStoredBytes)) new (\(b.newChunks) of \(b.totalChunks) chunks new)")
+            if let unchanged = b.unchangedFiles, unchanged > 0 {
+                print("  \(unchanged) files unchanged since the newest backup (by size and modification time) were taken over unread")
+            }
+            if let packs = b.newPacks, packs > 0 { print("  small files packed into \(packs) new pack objects") }
             print("  lsn \(b.startLSN) .. \(b.stopLSN), timeline \(b.timeline)")
             if let source = b.source, source.role == .standby {
                 print("  read from the standby \(source.node)" + (source.primary.map { ", WAL switched on the primary \($0)" } ?? ""))
