@@ -49,7 +49,7 @@ let package = Package(
         .target(
             name: "LifeboatRepository",
             dependencies: [
-                "LifeboatCore", "LifeboatFileSystem", "LifeboatAWSCore", "CZstd", "CLZ4",
+                "LifeboatCore", "LifeboatFileSystem", "LifeboatAWSCore", "CZstd", "CLZ4", "CLinuxSys",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),

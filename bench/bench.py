@@ -174,7 +174,7 @@ def churn_tables(src, tables):
         last = min(first + 999, tables)
         src.psql(f"DO $$ BEGIN FOR i IN {first}..{last} BY 100 LOOP "
                  "EXECUTE format('UPDATE t%s SET body = ''changed'' WHERE id = 1', i); "
-                 "EXECUTE format('INSERT INTO t%s SELECT g, ''more'' FROM generate_series(21, 40) g', i); "
+                 "EXECUTE format('INSERT INTO t%s SELECT (SELECT max(id) FROM t%s) + g, ''more'' FROM generate_series(1, 20) g', i, i); "
                  "END LOOP; END $$")
     src.psql("checkpoint")
 

@@ -86,23 +86,29 @@ struct ChunkWriter: Sendable {
         }
         var chunks: [String] = []
         var size: UInt64 = 0
-        var buffer = Data(count: chunkSize)
+        // A small file gets a buffer its size (and a little room to grow), not a whole chunk: with
+        // 80,000 files of a few KiB, chunk-sized buffers were most of the allocations.
+        var buffer = Data(count: item.size < UInt64(chunkSize) ? min(chunkSize, Int(item.size) + 16384) : chunkSize)
         while true {
             var filled = 0
-            try buffer.withUnsafeMutableBytes { (buf: UnsafeMutableRawBufferPointer) in
-                guard let base = buf.baseAddress else { return }
-                while filled < chunkSize {
-                    let n = read(fd, base + filled, chunkSize - filled)
-                    if n < 0 {
-                        if errno == EINTR { continue }
-                        throw FileIO.error("cannot read", errno: errno, path: item.source)
+            while filled < chunkSize {
+                if filled == buffer.count { buffer.count = chunkSize }  // it grew since the scan
+                let n = try buffer.withUnsafeMutableBytes { (buf: UnsafeMutableRawBufferPointer) -> Int in
+                    guard let base = buf.baseAddress else { return 0 }
+                    while true {
+                        let n = read(fd, base + filled, buf.count - filled)
+                        if n < 0 {
+                            if errno == EINTR { continue }
+                            throw FileIO.error("cannot read", errno: errno, path: item.source)
+                        }
+                        return n
                     }
-                    if n == 0 { break }
-                    filled += n
                 }
+                if n == 0 { break }
+                filled += n
             }
             if filled == 0 { break }
-            let block = filled == chunkSize ? buffer : buffer.prefix(filled)
+            let block = filled == buffer.count ? buffer : buffer.prefix(filled)
             let candidate = previous.flatMap { chunks.count < $0.count ? $0[chunks.count] : nil }
             try await storeChunk(Data(block), wholeFile: chunks.isEmpty && filled < chunkSize, previous: candidate)
             chunks.append(repository.chunkID(for: block))

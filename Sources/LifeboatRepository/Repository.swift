@@ -124,18 +124,26 @@ public final class Repository: Sendable {
         } catch {
             throw LifeboatError(.integrity, "the repository config at \(store.location) is damaged", cause: error)
         }
-        let kek = try config.kdf.keyEncryptionKey(secret: try key.secret())
         guard let wrapped = Data(base64Encoded: config.wrappedKey) else {
             throw LifeboatError(.integrity, "the repository config holds an unreadable key")
         }
-        let master: SymmetricKey
-        do {
-            let box = try AES.GCM.SealedBox(combined: wrapped)
-            master = SymmetricKey(data: try AES.GCM.open(box, using: kek, authenticating: Data("lifeboat master key".utf8)))
-        } catch {
+        func unwrap(_ kek: SymmetricKey) -> SymmetricKey? {
+            guard let box = try? AES.GCM.SealedBox(combined: wrapped),
+                let plain = try? AES.GCM.open(box, using: kek, authenticating: Data("lifeboat master key".utf8))
+            else { return nil }
+            return SymmetricKey(data: plain)
+        }
+        let secret = try key.secret()
+        let cache = KeyCache.current()
+        if let kek = cache?.key(repositoryID: config.repositoryID, salt: config.kdf.salt, secret: secret), let master = unwrap(kek) {
+            return Repository(store: store, config: config, keys: RepositoryKeys(master: master), logger: logger)
+        }
+        let kek = try config.kdf.keyEncryptionKey(secret: secret)
+        guard let master = unwrap(kek) else {
             throw LifeboatError(.wrongKey, "the passphrase or key file does not open the repository at \(store.location)",
                 hint: "check LIFEBOAT_PASSPHRASE or --key-file; nothing was read or written")
         }
+        cache?.remember(kek, repositoryID: config.repositoryID, salt: config.kdf.salt, secret: secret)
         return Repository(store: store, config: config, keys: RepositoryKeys(master: master), logger: logger)
     }
 
@@ -362,7 +370,7 @@ public final class Repository: Sendable {
     /// Writes the file list of a backup (before its record).
     public func writeManifest(_ manifest: BackupManifest) async throws -> String {
         let key = Self.manifestKey(manifest.backupID)
-        let data = try RepositoryJSON.encoder().encode(manifest)
+        let data = ManifestJSON.encode(manifest)
         guard try await writeSealed(key, plaintext: data) != nil else {
             throw LifeboatError(.repository, "a manifest for backup \(manifest.backupID) already exists")
         }

@@ -250,8 +250,10 @@ import Testing
         #expect(manual.status == 0, "\(manual.errors)")
         let manualID = try #require((try LifeboatCLI.json(manual)["backup"] as? [String: Any])?["id"] as? String)
         let record = try await repo.backup(id: manualID)
-        let chunk = try #require(try await repo.manifest(for: record).entries.first { $0.path.hasPrefix("base/") && !$0.chunks.isEmpty }?.chunks.first)
-        let chunkKey = "chunks/\(chunk.prefix(2))/\(chunk)"
+        let manifest = try await repo.manifest(for: record)
+        let chunk = try #require(manifest.entries.first { $0.path.hasPrefix("base/") && !$0.chunks.isEmpty }?.chunks.first)
+        // Its object: a chunk of its own, or the pack it lies in (small files), locked alike.
+        let chunkKey = Repository.chunkObjectKey(chunk, in: manifest)
         let tenDays = Date().addingTimeInterval(10 * 86400)
         for key in [chunkKey, "backups/\(manualID)", record.manifestObject, Repository.walKey(.segment(record.startSegment))] {
             let until = try #require(try await store.protectedUntil(key), "\(key) is locked")

@@ -30,6 +30,11 @@ struct RepositoryKeyTests {
         }
         #expect(try FileManager.default.contentsOfDirectory(atPath: path) == before, "nothing written")
         _ = try await Repository.open(store: FileStore(root: path), key: .passphrase("pw-1"), logger: TestSandbox.logger())
+        // The right passphrase left the key in the key cache: a wrong one is still refused.
+        await #expect {
+            _ = try await Repository.open(store: FileStore(root: path), key: .passphrase("pw-2"), logger: TestSandbox.logger())
+        } throws: { ($0 as? LifeboatError)?.code == .wrongKey }
+        _ = try await Repository.open(store: FileStore(root: path), key: .passphrase("pw-1"), logger: TestSandbox.logger())
     }
 
     @Test func initRefusesNonEmptyLocationAndNewerFormatIsRefused() async throws {

@@ -6,7 +6,10 @@
 int lifeboat_start_writeback(int fd, long long offset, long long length);
 
 /* mallopt(3): serve allocations below mmap_threshold bytes from the heap, and return freed heap
-   memory to the system only above trim_threshold bytes. 1 on success. */
-int lifeboat_tune_malloc(int mmap_threshold, int trim_threshold);
+   memory to the system only above trim_threshold bytes, with at most arena_max arenas. 1 on success. */
+int lifeboat_tune_malloc(int mmap_threshold, int trim_threshold, int arena_max);
+
+/* statfs(2): 1 if path is on tmpfs (memory-backed), 0 if not, -1 on error. */
+int lifeboat_is_tmpfs(const char *path);
 
 #endif

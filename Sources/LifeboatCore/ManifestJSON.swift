@@ -1,0 +1,105 @@
+import Foundation
+
+/// Writes a manifest as JSON straight into one buffer, the same document `RepositoryJSON` would
+/// write (keys in the same sorted order), without the encoder's intermediate tree: for a cluster of
+/// 80,000 files that tree was most of a backup's peak memory. Read back with `RepositoryJSON.decoder()`.
+public enum ManifestJSON {
+    public static func encode(_ manifest: BackupManifest) -> Data {
+        var out = [UInt8]()
+        out.reserveCapacity(256 + manifest.entries.count * 160)
+        out.append(contentsOf: #"{"backupID":"#.utf8)
+        string(manifest.backupID, &out)
+        out.append(contentsOf: #","chunkSize":"#.utf8)
+        out.append(contentsOf: String(manifest.chunkSize).utf8)
+        if let bases = manifest.deltaBases {
+            out.append(contentsOf: #","deltaBases":{"#.utf8)
+            for (i, key) in bases.keys.sorted().enumerated() {
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                string(key, &out)
+                out.append(UInt8(ascii: ":"))
+                string(bases[key] ?? "", &out)
+            }
+            out.append(UInt8(ascii: "}"))
+        }
+        out.append(contentsOf: #","entries":["#.utf8)
+        for (i, e) in manifest.entries.enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            entry(e, &out)
+        }
+        out.append(UInt8(ascii: "]"))
+        if let externals = manifest.externalFiles {
+            out.append(contentsOf: #","externalFiles":["#.utf8)
+            for (i, x) in externals.enumerated() {
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                out.append(contentsOf: #"{"entry":"#.utf8)
+                entry(x.entry, &out)
+                out.append(contentsOf: #","originalPath":"#.utf8)
+                string(x.originalPath, &out)
+                out.append(contentsOf: #","setting":"#.utf8)
+                string(x.setting, &out)
+                out.append(UInt8(ascii: "}"))
+            }
+            out.append(UInt8(ascii: "]"))
+        }
+        if let packed = manifest.packedChunks {
+            out.append(contentsOf: #","packedChunks":{"#.utf8)
+            for (i, key) in packed.keys.sorted().enumerated() {
+                guard let p = packed[key] else { continue }
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                string(key, &out)
+                out.append(contentsOf: #":{"length":"#.utf8)
+                out.append(contentsOf: String(p.length).utf8)
+                out.append(contentsOf: #","offset":"#.utf8)
+                out.append(contentsOf: String(p.offset).utf8)
+                out.append(contentsOf: #","pack":"#.utf8)
+                string(p.pack, &out)
+                out.append(UInt8(ascii: "}"))
+            }
+            out.append(UInt8(ascii: "}"))
+        }
+        out.append(UInt8(ascii: "}"))
+        return Data(out)
+    }
+
+    static func entry(_ e: ManifestEntry, _ out: inout [UInt8]) {
+        out.append(contentsOf: #"{"chunks":["#.utf8)
+        for (i, c) in e.chunks.enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            string(c, &out)
+        }
+        out.append(contentsOf: #"],"mode":"#.utf8)
+        out.append(contentsOf: String(e.mode).utf8)
+        out.append(contentsOf: #","modified":"#.utf8)
+        string(Timestamp.format(e.modified), &out)
+        out.append(contentsOf: #","path":"#.utf8)
+        string(e.path, &out)
+        out.append(contentsOf: #","size":"#.utf8)
+        out.append(contentsOf: String(e.size).utf8)
+        if let target = e.target {
+            out.append(contentsOf: #","target":"#.utf8)
+            string(target, &out)
+        }
+        out.append(contentsOf: #","type":"#.utf8)
+        string(e.type.rawValue, &out)
+        out.append(UInt8(ascii: "}"))
+    }
+
+    /// A JSON string literal (quotes, backslashes and control characters escaped; UTF-8 as is).
+    static func string(_ s: String, _ out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        for byte in s.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\"")])
+            case UInt8(ascii: "\\"): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\\")])
+            case 0x0A: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "n")])
+            case 0x0D: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "r")])
+            case 0x09: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "t")])
+            case 0..<0x20:
+                let hex = Array("0123456789abcdef".utf8)
+                out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), hex[Int(byte >> 4)], hex[Int(byte & 15)]])
+            default: out.append(byte)
+            }
+        }
+        out.append(UInt8(ascii: "\""))
+    }
+}
