@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import LifeboatCore
 
 /// AWS Signature Version 4 (the "Authorization header" form, and presigned queries), written from
 /// the AWS specification. Pure: takes the request parts and a clock reading, returns what to add.
@@ -106,7 +107,7 @@ public struct SigV4Signer: Sendable {
     }
 
     public static func hex<D: Sequence>(_ digest: D) -> String where D.Element == UInt8 {
-        digest.map { String(format: "%02x", $0) }.joined()
+        Hex.encode(digest)
     }
 
     public static func payloadHash(_ data: Data) -> String { hex(SHA256.hash(data: data)) }

@@ -1,12 +1,31 @@
 import Foundation
 
-/// Writes a manifest as JSON straight into one buffer, the same document `RepositoryJSON` would
-/// write (keys in the same sorted order), without the encoder's intermediate tree: for a cluster of
-/// 80,000 files that tree was most of a backup's peak memory. Read back with `RepositoryJSON.decoder()`.
+/// A manifest's JSON, written and read without Foundation's intermediate trees: the same document
+/// `RepositoryJSON` writes and reads (keys in the same sorted order). For a cluster of 80,000 files
+/// the encoder's and decoder's trees were most of a backup's peak memory; here the writer hands its
+/// text out in slices as it goes (to a streaming compressor) and the reader pulls bytes from a
+/// streaming decompressor, so neither the whole text nor a tree of it is ever held.
 public enum ManifestJSON {
+    /// Bytes handed to the sink at a time.
+    public static let sliceSize = 256 * 1024
+
+    /// The whole document (tests, small manifests).
     public static func encode(_ manifest: BackupManifest) -> Data {
+        var all = Data()
+        encode(manifest) { all.append(contentsOf: $0) }
+        return all
+    }
+
+    /// Writes the document in slices of about `sliceSize` bytes to `sink`.
+    public static func encode(_ manifest: BackupManifest, to sink: ([UInt8]) throws -> Void) rethrows {
         var out = [UInt8]()
-        out.reserveCapacity(256 + manifest.entries.count * 160)
+        out.reserveCapacity(sliceSize + 4096)
+        func flush(_ out: inout [UInt8], force: Bool = false) throws {
+            if out.count >= sliceSize || (force && !out.isEmpty) {
+                try sink(out)
+                out.removeAll(keepingCapacity: true)
+            }
+        }
         out.append(contentsOf: #"{"backupID":"#.utf8)
         string(manifest.backupID, &out)
         out.append(contentsOf: #","chunkSize":"#.utf8)
@@ -18,6 +37,7 @@ public enum ManifestJSON {
                 string(key, &out)
                 out.append(UInt8(ascii: ":"))
                 string(bases[key] ?? "", &out)
+                try flush(&out)
             }
             out.append(UInt8(ascii: "}"))
         }
@@ -25,6 +45,7 @@ public enum ManifestJSON {
         for (i, e) in manifest.entries.enumerated() {
             if i > 0 { out.append(UInt8(ascii: ",")) }
             entry(e, &out)
+            try flush(&out)
         }
         out.append(UInt8(ascii: "]"))
         if let externals = manifest.externalFiles {
@@ -54,11 +75,12 @@ public enum ManifestJSON {
                 out.append(contentsOf: #","pack":"#.utf8)
                 string(p.pack, &out)
                 out.append(UInt8(ascii: "}"))
+                try flush(&out)
             }
             out.append(UInt8(ascii: "}"))
         }
         out.append(UInt8(ascii: "}"))
-        return Data(out)
+        try flush(&out, force: true)
     }
 
     static func entry(_ e: ManifestEntry, _ out: inout [UInt8]) {

@@ -142,9 +142,13 @@ public struct BackupEngine: Sendable {
         }
         // The newest backup's files: a changed chunk is stored as a delta against the chunk that held
         // the same bytes of the same file then; a file unchanged since is not read again.
-        let previous = try await PreviousBackup.load(repo)
-        let known = ChunkIndex(try await repo.chunkCatalog(), packed: previous?.packed ?? [:])
+        var loaded = try await PreviousBackup.load(repo)
+        let known = ChunkIndex(try await repo.chunkCatalog(), packed: loaded?.packed ?? [:])
+        loaded?.packed = [:]  // the index's copy is then the only one, and grows in place
+        let previous = loaded
+        loaded = nil
         let packs = repo.storesPacks ? PackWriter(repository: repo) : nil
+        log.debug("previous backup and chunk catalog loaded", metadata: ["lifeboat.memory": .string(ProcessMemory.summary)])
         let reuse = options.readAllFiles ? nil : previous
         guard let startText = try await session.value("SELECT pg_backup_start(\(PostgresSession.literal("lifeboat \(id)")), true)::text"),
             let startLSN = LSN(startText)
@@ -153,21 +157,25 @@ public struct BackupEngine: Sendable {
         log.info("backup started", metadata: ["lifeboat.lsn.start": .string(startLSN.description)])
         FaultPoint.reached("backup.started")
 
-        let items = try DataDirectoryScan.scan(pgdata)
+        var items = try DataDirectoryScan.scan(pgdata)
+        log.debug("data directory scanned", metadata: ["lifeboat.files": "\(items.count)", "lifeboat.memory": .string(ProcessMemory.summary)])
         let chunkSize = repo.config.chunkSize
         let stats = BackupStats()
         // pg_control is read last: in a standby's backup its minimum recovery point is where
         // recovery becomes consistent, so it must be at least as late as every page read before.
         let control = "global/pg_control"
         let writer = ChunkWriter(repository: repo, chunkSize: chunkSize, known: known, packs: packs, stats: stats)
-        var entries = try await forEachBounded(items.filter { $0.path != control }, parallelism: options.parallelism) { item -> ManifestEntry? in
+        let controlItems = items.filter { $0.path == control }
+        items.removeAll { $0.path == control }
+        var entries = try await forEachBounded(items, parallelism: options.parallelism) { item -> ManifestEntry? in
             if let entry = await reuse?.unchanged(item, known: known) {
                 await stats.reuse(entry)
                 return entry
             }
             return try await writer.store(item: item, previous: previous?.entries[item.path]?.chunks)
         }
-        for item in items where item.path == control {
+        items = []  // the scan's list is not needed past here: its memory goes before the manifest is built
+        for item in controlItems {
             entries.append(try await writer.store(item: item, previous: previous?.entries[item.path]?.chunks))
         }
         // Configuration the server reads from outside its data directory (Debian's /etc/postgresql).
@@ -180,6 +188,7 @@ public struct BackupEngine: Sendable {
             }
         }
         try await packs?.finish()
+        log.debug("files stored", metadata: ["lifeboat.memory": .string(ProcessMemory.summary)])
 
         let stop: [String?]
         do {
@@ -231,6 +240,7 @@ public struct BackupEngine: Sendable {
         try await waitForWAL(record: record0, session: session, timeout: options.walTimeout)
 
         let manifestEntries = entries.compactMap { $0 }
+        entries = []
         let deltas = await known.deltasOnly()
         let chunkLists = manifestEntries.map(\.chunks) + externals.map(\.entry.chunks)
         var deltaBases: [String: String] = [:]
@@ -248,7 +258,9 @@ public struct BackupEngine: Sendable {
         record.source = fromStandby
             ? BackupSource(role: .standby, node: node, primary: primary.map { "\($0.endpoint.host):\($0.endpoint.port)" })
             : BackupSource(role: .primary, node: node)
+        log.debug("manifest built", metadata: ["lifeboat.memory": .string(ProcessMemory.summary)])
         record.manifestObject = try await repo.writeManifest(manifest)
+        log.debug("manifest written", metadata: ["lifeboat.memory": .string(ProcessMemory.summary)])
         FaultPoint.reached("backup.manifest")
         let totals = await stats.totals()
         record.fileCount = manifestEntries.filter { $0.type == .file }.count

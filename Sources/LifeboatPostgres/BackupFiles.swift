@@ -110,8 +110,7 @@ struct ChunkWriter: Sendable {
             if filled == 0 { break }
             let block = filled == buffer.count ? buffer : buffer.prefix(filled)
             let candidate = previous.flatMap { chunks.count < $0.count ? $0[chunks.count] : nil }
-            try await storeChunk(Data(block), wholeFile: chunks.isEmpty && filled < chunkSize, previous: candidate)
-            chunks.append(repository.chunkID(for: block))
+            chunks.append(try await storeChunk(Data(block), wholeFile: chunks.isEmpty && filled < chunkSize, previous: candidate))
             size += UInt64(filled)
             if filled < chunkSize { break }
         }
@@ -124,8 +123,7 @@ struct ChunkWriter: Sendable {
         var offset = 0
         while offset < data.count {
             let block = data.subdata(in: offset..<min(offset + chunkSize, data.count))
-            try await storeChunk(block, wholeFile: data.count < chunkSize, previous: nil)
-            chunks.append(repository.chunkID(for: block))
+            chunks.append(try await storeChunk(block, wholeFile: data.count < chunkSize, previous: nil))
             offset += block.count
         }
         return ManifestEntry(path: item.path, type: .file, mode: item.mode, size: UInt64(data.count), modified: item.modified, chunks: chunks)
@@ -133,7 +131,8 @@ struct ChunkWriter: Sendable {
 
     /// Stores one block unless the repository (or this backup) already has it: packed when it is a
     /// whole small file, else as a delta against `previous`'s whole form when that pays, else whole.
-    private func storeChunk(_ block: Data, wholeFile: Bool, previous: String?) async throws {
+    /// Returns the block's chunk id.
+    private func storeChunk(_ block: Data, wholeFile: Bool, previous: String?) async throws -> String {
         let id = repository.chunkID(for: block)
         var stored = 0
         if await known.claim(id) {
@@ -151,5 +150,6 @@ struct ChunkWriter: Sendable {
             if FaultPoint.isArmed { FaultPoint.counted("backup.chunks", await stats.storedChunks()) }
         }
         await stats.add(logical: block.count, stored: stored, isNew: stored > 0)
+        return id
     }
 }

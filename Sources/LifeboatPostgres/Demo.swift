@@ -96,7 +96,7 @@ public struct Demo: Sendable {
         let keyFile = work + "/repository.key"
         let config = work + "/lifeboat.yaml"
         try FileManager.default.createDirectory(atPath: repoPath, withIntermediateDirectories: true)
-        let secret = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+        let secret = Hex.encode((0..<32).map { _ in UInt8.random(in: 0...255) })
         try (secret + "\n").write(toFile: keyFile, atomically: false, encoding: .utf8)
         chmod(keyFile, 0o600)
         try "repo: \(repoPath)\nkey_file: \(keyFile)\n".write(toFile: config, atomically: false, encoding: .utf8)

@@ -147,7 +147,7 @@ public final class PostgresSession: Sendable {
             return String(buffer: bytes)
         default:
             if let s = try? cell.decode(String.self) { return s }
-            return "\\x" + (bytes.readBytes(length: bytes.readableBytes) ?? []).map { String(format: "%02x", $0) }.joined()
+            return "\\x" + Hex.encode(bytes.readBytes(length: bytes.readableBytes) ?? [])
         }
     }
 

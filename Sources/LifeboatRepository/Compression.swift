@@ -190,3 +190,111 @@ final class ZstdContexts: Sendable {
         return result
     }
 }
+
+/// zstd streaming compression: text handed in slices (a manifest as it is written) comes out as one
+/// frame, so the whole plaintext is never held.
+final class ZstdStreamCompressor {
+    private let context: OpaquePointer
+    private(set) var output = Data()
+    private(set) var inputBytes = 0
+    private var scratch = [UInt8](repeating: 0, count: ZSTD_CStreamOutSize())
+
+    init(level: Int32) throws {
+        guard let context = ZSTD_createCCtx() else {
+            throw LifeboatError(.internalError, "zstd could not allocate a context: out of memory")
+        }
+        self.context = context
+        ZSTD_CCtx_setParameter(context, ZSTD_c_compressionLevel, level)
+        ZSTD_CCtx_setParameter(context, ZSTD_c_checksumFlag, 1)
+    }
+
+    deinit { ZSTD_freeCCtx(context) }
+
+    func append(_ bytes: [UInt8]) throws {
+        inputBytes += bytes.count
+        try run(bytes, end: false)
+    }
+
+    /// Ends the frame and returns it.
+    func finish() throws -> Data {
+        try run([], end: true)
+        return output
+    }
+
+    private func run(_ bytes: [UInt8], end: Bool) throws {
+        try bytes.withUnsafeBytes { (source: UnsafeRawBufferPointer) in
+            var input = ZSTD_inBuffer(src: source.baseAddress, size: source.count, pos: 0)
+            while true {
+                let (remaining, produced) = scratch.withUnsafeMutableBytes { (o: UnsafeMutableRawBufferPointer) -> (Int, Int) in
+                    var out = ZSTD_outBuffer(dst: o.baseAddress, size: o.count, pos: 0)
+                    let r = ZSTD_compressStream2(context, &out, &input, end ? ZSTD_e_end : ZSTD_e_continue)
+                    return (r, out.pos)
+                }
+                if ZSTD_isError(remaining) != 0 {
+                    throw LifeboatError(.internalError, "zstd compression failed: \(String(cString: ZSTD_getErrorName(remaining)))")
+                }
+                output.append(contentsOf: scratch[0..<produced])
+                if end ? remaining == 0 : input.pos == input.size { return }
+            }
+        }
+    }
+}
+
+/// zstd streaming decompression: a frame read back slice by slice (a manifest as it is parsed), so
+/// the whole plaintext is never held. Checks the length the object's header promised.
+final class ZstdStreamDecompressor {
+    private let context: OpaquePointer
+    private let input: Data
+    private var inputPosition = 0
+    private var produced = 0
+    private let expected: Int
+    private let object: String
+    private var finished = false
+    private let sliceSize = 256 * 1024
+    private var temp = [UInt8](repeating: 0, count: 256 * 1024)
+
+    init(_ input: Data, originalSize: Int, object: String) throws {
+        guard let context = ZSTD_createDCtx() else {
+            throw LifeboatError(.internalError, "zstd could not allocate a context: out of memory")
+        }
+        self.context = context
+        self.input = input
+        self.expected = originalSize
+        self.object = object
+    }
+
+    deinit { ZSTD_freeDCtx(context) }
+
+    /// Replaces `buffer` with the next bytes; leaves it empty at the end of the frame.
+    func refill(_ buffer: inout [UInt8]) throws {
+        buffer.removeAll(keepingCapacity: true)
+        guard !finished else { return }
+        buffer.reserveCapacity(sliceSize)
+        var written = 0
+        var last = 0
+        try input.withUnsafeBytes { (source: UnsafeRawBufferPointer) in
+            var inBuf = ZSTD_inBuffer(src: source.baseAddress, size: source.count, pos: inputPosition)
+            try temp.withUnsafeMutableBytes { (o: UnsafeMutableRawBufferPointer) in
+                var outBuf = ZSTD_outBuffer(dst: o.baseAddress, size: o.count, pos: 0)
+                while outBuf.pos < outBuf.size {
+                    let r = ZSTD_decompressStream(context, &outBuf, &inBuf)
+                    if ZSTD_isError(r) != 0 {
+                        throw LifeboatError(.integrity, "object \(object) does not decompress", hint: "run `lifeboat verify`")
+                    }
+                    last = r
+                    if r == 0 || (inBuf.pos == inBuf.size && outBuf.pos < outBuf.size) { break }
+                }
+                written = outBuf.pos
+            }
+            inputPosition = inBuf.pos
+        }
+        buffer.append(contentsOf: temp[0..<written])
+        produced += written
+        if last == 0 || inputPosition == input.count && written == 0 {
+            finished = true
+            guard last == 0, inputPosition == input.count, produced == expected else {
+                throw LifeboatError(.integrity, "object \(object) does not decompress to its recorded length", hint: "run `lifeboat verify`")
+            }
+        }
+    }
+}

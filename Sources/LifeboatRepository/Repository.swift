@@ -202,7 +202,7 @@ public final class Repository: Sendable {
     /// The content address of a chunk: HMAC-SHA256 under the repository's chunk-id key, in hex.
     public func chunkID(for data: Data) -> String {
         let mac = HMAC<SHA256>.authenticationCode(for: data, using: keys.chunkIDKey)
-        return mac.map { String(format: "%02x", $0) }.joined()
+        return Hex.encode(mac)
     }
 
     static func chunkKey(_ id: String) -> String { RepositoryObject.chunk(id: id).key }
@@ -370,8 +370,12 @@ public final class Repository: Sendable {
     /// Writes the file list of a backup (before its record).
     public func writeManifest(_ manifest: BackupManifest) async throws -> String {
         let key = Self.manifestKey(manifest.backupID)
-        let data = ManifestJSON.encode(manifest)
-        guard try await writeSealed(key, plaintext: data) != nil else {
+        // Compressed as it is written (always zstd: every reader has it), so the text is never whole.
+        let compressor = try ZstdStreamCompressor(level: 3)
+        try ManifestJSON.encode(manifest) { try compressor.append($0) }
+        let body = try compressor.finish()
+        let sealed = try codec.seal(body: body, wireValue: CompressionAlgorithm.zstd.wireValue, plaintextLength: compressor.inputBytes, key: key)
+        guard try await store.putIfAbsent(key, data: sealed) else {
             throw LifeboatError(.repository, "a manifest for backup \(manifest.backupID) already exists")
         }
         return key
@@ -424,11 +428,33 @@ public final class Repository: Sendable {
     }
 
     public func manifest(for record: BackupRecord) async throws -> BackupManifest {
-        let data = try await readSealed(record.manifestObject)
+        let key = record.manifestObject
+        let (wire, body, length) = try codec.openBody(try await store.get(key), key: key)
+        guard let algorithm = CompressionAlgorithm(wireValue: wire) else {
+            throw LifeboatError(.integrity, "object \(key) names an unknown compression (\(wire))")
+        }
         do {
-            return try RepositoryJSON.decoder().decode(BackupManifest.self, from: data)
+            if algorithm == .zstd {
+                // Parsed as it is decompressed: neither the whole text nor a tree of it is held.
+                let stream = try ZstdStreamDecompressor(body, originalSize: length, object: key)
+                var reader = ManifestJSONReader { try stream.refill(&$0) }
+                return try reader.manifest()
+            }
+            return try ManifestJSONReader.decode(try algorithm.decompress(body, originalSize: length, object: key))
+        } catch let error as LifeboatError {
+            throw error
+        } catch let parse as ManifestJSONReader.ParseError {
+            // A document the direct reader does not follow (it is authenticated, so it is one some
+            // writer made): the general decoder gets the last word, at the cost of its memory.
+            do {
+                let manifest = try RepositoryJSON.decoder().decode(BackupManifest.self, from: try algorithm.decompress(body, originalSize: length, object: key))
+                logger.warning("manifest read by the general JSON decoder", metadata: [LogKey.object: .string(key), "lifeboat.reason": .string(parse.description)])
+                return manifest
+            } catch {
+                throw LifeboatError(.integrity, "manifest \(key) is unreadable (\(parse.description))", cause: error)
+            }
         } catch {
-            throw LifeboatError(.integrity, "manifest \(record.manifestObject) is unreadable", cause: error)
+            throw LifeboatError(.integrity, "manifest \(key) is unreadable", cause: error)
         }
     }
 
