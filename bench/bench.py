@@ -200,6 +200,10 @@ def main():
     ap.add_argument("--archive-seconds", type=int, default=20)
     ap.add_argument("--tools", default="lifeboat,pgbackrest,pg_basebackup,barman", help="comma-separated; lifeboat first")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
+    ap.add_argument("--random-mib", type=int, default=0,
+                    help="add a table of N MiB of random base64 text (compresses about 1.3x) beside pgbench's data")
+    ap.add_argument("--burst-mib", type=int, default=256,
+                    help="WAL burst for archiving: 8 pgbench clients plus a bulk COPY writing about N MiB of WAL (0: none)")
     ap.add_argument("--tables", type=int, default=0,
                     help="load N small tables (each with a primary key and a TOAST table, built with DO loops) instead of pgbench")
     a = ap.parse_args()
@@ -226,11 +230,23 @@ def main():
                      "EXECUTE format('CREATE TABLE t%s (id int PRIMARY KEY, body text)', i); "
                      "EXECUTE format('INSERT INTO t%s SELECT g, md5((g * %s)::text) FROM generate_series(1, 20) g', i, i); "
                      "END LOOP; END $$")
+        # Settled as a cluster in service is: without this, autovacuum visits every new table
+        # between the backups (visibility maps, hint bits), and "nothing changed" would not hold.
+        src.psql("vacuum (analyze)")
     else:
         print(f"loading pgbench scale {a.scale} ...", flush=True)
         run([f"{BIN}/pgbench", "-i", "-q", "-s", str(a.scale), "-h", src.sock, "-p", str(src.port), "postgres"])
+    if a.random_mib:
+        # 128 random bytes per row as base64: about 6 bits of entropy per character.
+        print(f"adding {a.random_mib} MiB of random text ...", flush=True)
+        src.psql("create table bench_random (id int primary key, body text)")
+        src.psql(f"insert into bench_random select g, encode(decode(md5(random()::text) || md5(random()::text) || md5(random()::text) || "
+                 f"md5(random()::text) || md5(random()::text) || md5(random()::text) || md5(random()::text) || md5(random()::text), 'hex'), "
+                 f"'base64') from generate_series(1, {a.random_mib * 4800}) g")
+        src.psql("vacuum (analyze) bench_random")
     src.psql("checkpoint")
     results["tables"] = a.tables
+    results["random_mib"] = a.random_mib
     pgdata_bytes = du(src.dir) - du(src.dir + "/pg_wal")
     results["pgdata_bytes"] = pgdata_bytes
     print(f"PGDATA without WAL: {pgdata_bytes / 2**20:.0f} MiB", flush=True)
@@ -303,6 +319,29 @@ def main():
             elapsed = time.monotonic() - t0
             r["archive_segments_per_s"] = (int(src.psql("select archived_count from pg_stat_archiver")) - int(first)) / elapsed
             print(f"  archiving under pgbench: lag {r['archive_lag_seconds']:.2f}s, {r['archive_segments_per_s']:.2f} segments/s", flush=True)
+        if tool.has_pitr and not a.tables and a.burst_mib:
+            # A WAL burst: 8 pgbench clients and a bulk COPY at once; then how long the archive takes
+            # to catch up, and the segments it archived per second from the burst's start.
+            src.psql("drop table if exists bench_burst")
+            src.psql("create table bench_burst (id bigint)")
+            first = int(src.psql("select archived_count from pg_stat_archiver"))
+            lsn0 = src.psql("select pg_current_wal_lsn()")
+            t0 = time.monotonic()
+            clients = subprocess.Popen(as_pg([f"{BIN}/pgbench", "-n", "-c", "8", "-T", "10", "-h", src.sock, "-p", str(src.port), "postgres"]),
+                                       env=env_pg(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/")
+            src.psql(f"copy bench_burst from program 'seq 1 {a.burst_mib * 15000}'")
+            clients.wait()
+            ended = time.monotonic()
+            wal = int(src.psql(f"select pg_current_wal_lsn() - '{lsn0}'::pg_lsn"))
+            r["burst_catch_up_seconds"] = src.archive_wait()
+            elapsed = time.monotonic() - t0
+            segments = int(src.psql("select archived_count from pg_stat_archiver")) - first
+            r["burst_segments_per_s"] = segments / elapsed
+            r["burst_wal_mib"] = wal / 2**20
+            src.psql("drop table bench_burst")
+            src.psql("checkpoint")
+            print(f"  WAL burst: {wal / 2**20:.0f} MiB of WAL in {ended - t0:.1f}s, archive caught up {r['burst_catch_up_seconds']:.2f}s "
+                  f"after it ended; {r['burst_segments_per_s']:.2f} segments/s", flush=True)
         # The same full backup and restore with lz4.
         tool.fresh_repo("lz4", "lz4")
         use_archiver(src, tool)
@@ -635,6 +674,9 @@ ROWS = [("full backup time (s)", "full_backup_seconds"), ("full backup throughpu
         ("second backup after 1% churn (s)", "churn1_backup_seconds"), ("restore time (s)", "restore_seconds"),
         ("restore throughput (MB/s)", "restore_mb_s"), ("disk write (dd, fdatasync) before each restore, median (MB/s)", "disk_write_mb_s_before_restore"), ("PITR to a started server (s)", "pitr_seconds"),
         ("archive lag after pgbench (s)", "archive_lag_seconds"), ("archived segments/s under pgbench", "archive_segments_per_s"),
+        ("WAL burst (8 clients + bulk COPY): WAL written (MiB)", "burst_wal_mib"),
+        ("WAL burst: archive caught up after it ended (s)", "burst_catch_up_seconds"),
+        ("WAL burst: segments archived per second from its start", "burst_segments_per_s"),
         ("lz4: full backup throughput (MB/s)", "lz4_full_backup_mb_s"), ("lz4: backup data after full (MiB)", "lz4_repo_bytes_full"),
         ("lz4: restore throughput (MB/s)", "lz4_restore_mb_s"),
         ("lz4: disk write before each restore, median (MB/s)", "lz4_disk_write_mb_s_before_restore")]
@@ -656,6 +698,8 @@ def write(results, out):
 
     m = results["machine"]
     dataset = f"{results['tables']} small tables" if results.get("tables") else f"pgbench scale {results['scale']}"
+    if results.get("random_mib"):
+        dataset += f" plus {results['random_mib']} MiB of random base64 text"
     lines = [f"# Benchmark: {dataset} ({results['pgdata_bytes'] / 2**20:.0f} MiB PGDATA), median of {results['repeat']}",
              "", f"Machine: {m['cpus']} CPUs ({m['cpu']}), {m['memory']}; {m['postgresql']}; {m.get('pgbackrest', '')}; "
              f"{m.get('barman', '')}. Run {results['date']}.", "",

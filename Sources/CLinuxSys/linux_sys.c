@@ -20,3 +20,7 @@ int lifeboat_is_tmpfs(const char *path) {
     if (statfs(path, &fs) != 0) return -1;
     return fs.f_type == 0x01021994 ? 1 : 0; /* TMPFS_MAGIC */
 }
+
+int lifeboat_release_free_memory(void) {
+    return malloc_trim(0);
+}

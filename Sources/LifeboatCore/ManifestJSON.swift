@@ -83,6 +83,74 @@ public enum ManifestJSON {
         try flush(&out, force: true)
     }
 
+    // MARK: - a manifest written while its backup runs
+
+    /// The document's start, up to the entries array's opening bracket.
+    public static func streamHeader(backupID: String, chunkSize: Int, _ out: inout [UInt8]) {
+        out.append(contentsOf: #"{"backupID":"#.utf8)
+        string(backupID, &out)
+        out.append(contentsOf: #","chunkSize":"#.utf8)
+        out.append(contentsOf: String(chunkSize).utf8)
+        out.append(contentsOf: #","entries":["#.utf8)
+    }
+
+    /// One entry of the array, with the comma before it unless it is the first.
+    public static func streamEntry(_ e: ManifestEntry, first: Bool, _ out: inout [UInt8]) {
+        if !first { out.append(UInt8(ascii: ",")) }
+        entry(e, &out)
+    }
+
+    /// The rest after the last entry: delta bases, external files and packed chunks (known only
+    /// once every file is stored, so they follow the entries; readers take keys in any order).
+    public static func streamTrailer(deltaBases: [String: String], externalFiles: [ExternalFile], packedChunks: [String: PackedChunk],
+        _ out: inout [UInt8], flush: (inout [UInt8]) throws -> Void) rethrows
+    {
+        out.append(UInt8(ascii: "]"))
+        if !deltaBases.isEmpty {
+            out.append(contentsOf: #","deltaBases":{"#.utf8)
+            for (i, key) in deltaBases.keys.sorted().enumerated() {
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                string(key, &out)
+                out.append(UInt8(ascii: ":"))
+                string(deltaBases[key] ?? "", &out)
+                try flush(&out)
+            }
+            out.append(UInt8(ascii: "}"))
+        }
+        if !externalFiles.isEmpty {
+            out.append(contentsOf: #","externalFiles":["#.utf8)
+            for (i, x) in externalFiles.enumerated() {
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                out.append(contentsOf: #"{"entry":"#.utf8)
+                entry(x.entry, &out)
+                out.append(contentsOf: #","originalPath":"#.utf8)
+                string(x.originalPath, &out)
+                out.append(contentsOf: #","setting":"#.utf8)
+                string(x.setting, &out)
+                out.append(UInt8(ascii: "}"))
+            }
+            out.append(UInt8(ascii: "]"))
+        }
+        if !packedChunks.isEmpty {
+            out.append(contentsOf: #","packedChunks":{"#.utf8)
+            for (i, key) in packedChunks.keys.sorted().enumerated() {
+                guard let p = packedChunks[key] else { continue }
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                string(key, &out)
+                out.append(contentsOf: #":{"length":"#.utf8)
+                out.append(contentsOf: String(p.length).utf8)
+                out.append(contentsOf: #","offset":"#.utf8)
+                out.append(contentsOf: String(p.offset).utf8)
+                out.append(contentsOf: #","pack":"#.utf8)
+                string(p.pack, &out)
+                out.append(UInt8(ascii: "}"))
+                try flush(&out)
+            }
+            out.append(UInt8(ascii: "}"))
+        }
+        out.append(UInt8(ascii: "}"))
+    }
+
     static func entry(_ e: ManifestEntry, _ out: inout [UInt8]) {
         out.append(contentsOf: #"{"chunks":["#.utf8)
         for (i, c) in e.chunks.enumerated() {

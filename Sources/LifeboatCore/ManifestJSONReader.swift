@@ -35,7 +35,9 @@ public struct ManifestJSONReader {
         return try reader.manifest()
     }
 
-    public mutating func manifest() throws -> BackupManifest {
+    /// The manifest; with `eachEntry`, its entries are handed over one by one as they are read and
+    /// the returned manifest has none (a caller that keeps only what it needs of each).
+    public mutating func manifest(eachEntry: ((ManifestEntry) throws -> Void)? = nil) throws -> BackupManifest {
         var backupID: String?
         var chunkSize: Int?
         var entries: [ManifestEntry] = []
@@ -47,7 +49,10 @@ public struct ManifestJSONReader {
             case "backupID": backupID = try reader.string()
             case "chunkSize": chunkSize = Int(try reader.integer())
             case "entries":
-                try reader.array { reader in entries.append(try reader.entry()) }
+                try reader.array { reader in
+                    let entry = try reader.entry()
+                    if let eachEntry { try eachEntry(entry) } else { entries.append(entry) }
+                }
             case "deltaBases":
                 guard try !reader.null() else { return }
                 var bases: [String: String] = [:]

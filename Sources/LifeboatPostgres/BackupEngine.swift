@@ -1,3 +1,4 @@
+import CLinuxSys
 import Foundation
 import LifeboatCore
 import LifeboatFileSystem
@@ -147,6 +148,7 @@ public struct BackupEngine: Sendable {
         loaded?.packed = [:]  // the index's copy is then the only one, and grows in place
         let previous = loaded
         loaded = nil
+        _ = lifeboat_release_free_memory()  // the reader's buffers and its interning table
         let packs = repo.storesPacks ? PackWriter(repository: repo) : nil
         log.debug("previous backup and chunk catalog loaded", metadata: ["lifeboat.memory": .string(ProcessMemory.summary)])
         let reuse = options.readAllFiles ? nil : previous
@@ -167,16 +169,28 @@ public struct BackupEngine: Sendable {
         let writer = ChunkWriter(repository: repo, chunkSize: chunkSize, known: known, packs: packs, stats: stats)
         let controlItems = items.filter { $0.path == control }
         items.removeAll { $0.path == control }
-        var entries = try await forEachBounded(items, parallelism: options.parallelism) { item -> ManifestEntry? in
+        // The file list goes into the manifest as the files are done, in the scan's order: never held whole.
+        let assembler = try ManifestAssembler(backupID: id, chunkSize: chunkSize, known: known)
+        var consumed = 0
+        try await forEachBoundedInOrder(items, parallelism: options.parallelism) { item -> ManifestEntry? in
             if let entry = await reuse?.unchanged(item, known: known) {
                 await stats.reuse(entry)
                 return entry
             }
             return try await writer.store(item: item, previous: previous?.entries[item.path]?.chunks)
+        } consume: { entry in
+            if let entry { try await assembler.append(entry) }
+            consumed += 1
+            // Buffers freed between long-lived entries leave holes malloc keeps: give them back
+            // now and then, so resident memory follows what is live (a few ms per call).
+            if consumed % 16384 == 0 { _ = lifeboat_release_free_memory() }
         }
-        items = []  // the scan's list is not needed past here: its memory goes before the manifest is built
+        items = []  // the scan's list is not needed past here
+        _ = lifeboat_release_free_memory()
         for item in controlItems {
-            entries.append(try await writer.store(item: item, previous: previous?.entries[item.path]?.chunks))
+            if let entry = try await writer.store(item: item, previous: previous?.entries[item.path]?.chunks) {
+                try await assembler.append(entry)
+            }
         }
         // Configuration the server reads from outside its data directory (Debian's /etc/postgresql).
         var externals: [ExternalFile] = []
@@ -239,18 +253,6 @@ public struct BackupEngine: Sendable {
             lifeboatVersion: LifeboatVersion.current)
         try await waitForWAL(record: record0, session: session, timeout: options.walTimeout)
 
-        let manifestEntries = entries.compactMap { $0 }
-        entries = []
-        let deltas = await known.deltasOnly()
-        let chunkLists = manifestEntries.map(\.chunks) + externals.map(\.entry.chunks)
-        var deltaBases: [String: String] = [:]
-        for list in chunkLists {
-            for chunk in list { if let base = deltas[chunk] { deltaBases[chunk] = base } }
-        }
-        let packed = await known.packedLocations(for: chunkLists)
-        let manifest = BackupManifest(backupID: id, chunkSize: chunkSize, entries: manifestEntries,
-            deltaBases: deltaBases.isEmpty ? nil : deltaBases, externalFiles: externals.isEmpty ? nil : externals,
-            packedChunks: packed.isEmpty ? nil : packed)
         var record = record0
         record.dataDirectory = pgdata
         record.tablespaces = tablespaces
@@ -258,12 +260,12 @@ public struct BackupEngine: Sendable {
         record.source = fromStandby
             ? BackupSource(role: .standby, node: node, primary: primary.map { "\($0.endpoint.host):\($0.endpoint.port)" })
             : BackupSource(role: .primary, node: node)
-        log.debug("manifest built", metadata: ["lifeboat.memory": .string(ProcessMemory.summary)])
-        record.manifestObject = try await repo.writeManifest(manifest)
+        _ = lifeboat_release_free_memory()
+        record.manifestObject = try await repo.writeManifest(assembler, externalFiles: externals)
         log.debug("manifest written", metadata: ["lifeboat.memory": .string(ProcessMemory.summary)])
         FaultPoint.reached("backup.manifest")
         let totals = await stats.totals()
-        record.fileCount = manifestEntries.filter { $0.type == .file }.count
+        record.fileCount = await assembler.fileCount
         record.logicalBytes = totals.logical
         record.newStoredBytes = totals.stored
         record.newChunks = totals.newChunks
@@ -272,7 +274,9 @@ public struct BackupEngine: Sendable {
         record.newPacks = await packs?.packsWritten
         try await repo.commitBackup(record)
         if repo.store.locksObjects {
-            try await extendLocks(record: record, manifest: manifest, policy: options.policy, parallelism: options.parallelism)
+            // The manifest is read back for its chunk list: only object-locking stores pay for that.
+            try await extendLocks(record: record, manifest: try await repo.manifest(for: record), policy: options.policy,
+                parallelism: options.parallelism)
         }
         log.info("backup committed", metadata: ["lifeboat.bytes.logical": "\(totals.logical)", "lifeboat.bytes.stored": "\(totals.stored)",
             "lifeboat.files.unchanged": "\(totals.unchangedFiles)", "lifeboat.packs": "\(record.newPacks ?? 0)"])

@@ -10,7 +10,14 @@ import Glibc
 /// The newest committed backup, as the next backup uses it: chunk lists by path (delta bases and
 /// files taken over unread), where its packed chunks lie, and when it started.
 struct PreviousBackup: Sendable {
-    var entries: [String: ManifestEntry]
+    /// What the next backup needs of a file the previous one stored (its path is the key).
+    struct File: Sendable {
+        var size: UInt64
+        var modified: Date
+        var chunks: [String]
+    }
+
+    var entries: [String: File]
     var packed: [String: PackedChunk]
     var startTime: Date
     var chunkSize: Int
@@ -18,10 +25,12 @@ struct PreviousBackup: Sendable {
     /// nil when the repository holds no backup.
     static func load(_ repository: Repository) async throws -> PreviousBackup? {
         guard let last = try await repository.newestBackup() else { return nil }
-        let manifest = try await repository.manifest(for: last)
-        var entries: [String: ManifestEntry] = [:]
-        entries.reserveCapacity(manifest.entries.count)
-        for entry in manifest.entries where entry.type == .file { entries[entry.path] = entry }
+        var entries: [String: File] = [:]
+        entries.reserveCapacity(last.fileCount)
+        // Entries are kept as they are read, not first collected: only one form of them is held.
+        let manifest = try await repository.manifest(for: last) { entry in
+            if entry.type == .file { entries[entry.path] = File(size: entry.size, modified: entry.modified, chunks: entry.chunks) }
+        }
         var packed = manifest.packedChunks ?? [:]
         if !packed.isEmpty {
             // Only packs still there (a pack is never removed while a backup uses it, but the
@@ -43,10 +52,7 @@ struct PreviousBackup: Sendable {
             Self.milliseconds(entry.modified) == Self.milliseconds(item.modified), entry.chunks.count == Self.chunkCount(entry.size, chunkSize: chunkSize)
         else { return nil }
         for id in entry.chunks where !(await known.contains(id)) { return nil }
-        var reused = entry
-        reused.mode = item.mode
-        reused.modified = item.modified
-        return reused
+        return ManifestEntry(path: item.path, type: .file, mode: item.mode, size: entry.size, modified: item.modified, chunks: entry.chunks)
     }
 
     static func milliseconds(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded()) }

@@ -19,15 +19,42 @@ public enum DataDirectoryScan {
         "recovery.signal", "standby.signal", "recovery.done",
     ]
 
-    /// One thing to copy: `path` relative to PGDATA, `source` where to read it.
+    /// One thing to copy: `path` relative to PGDATA, `source` where to read it. Both are made on
+    /// demand from the directory's two strings (shared by every item in it) and the item's name,
+    /// which is short enough to be stored inline: 120,000 files then cost no string storage each.
     public struct Item: Sendable {
-        public var path: String
-        public var source: String
+        /// Where its directory is read from, and that directory relative to PGDATA ("" at the top).
+        var directory: String
+        var parent: String
+        var name: String
+        /// Read from here instead (a tablespace's link target, a file outside PGDATA).
+        var sourceOverride: String?
         public var type: ManifestEntry.EntryType
         public var mode: UInt16
         public var modified: Date
         /// The file's size when scanned (0 for directories).
         public var size: UInt64 = 0
+
+        public var path: String { parent.isEmpty ? name : parent + "/" + name }
+        public var source: String { sourceOverride ?? directory + "/" + name }
+
+        init(directory: String, parent: String, name: String, sourceOverride: String? = nil, type: ManifestEntry.EntryType, mode: UInt16,
+            modified: Date, size: UInt64 = 0)
+        {
+            self.directory = directory
+            self.parent = parent
+            self.name = name
+            self.sourceOverride = sourceOverride
+            self.type = type
+            self.mode = mode
+            self.modified = modified
+            self.size = size
+        }
+
+        /// An item read from anywhere (a configuration file outside PGDATA).
+        public init(path: String, source: String, type: ManifestEntry.EntryType, mode: UInt16, modified: Date, size: UInt64 = 0) {
+            self.init(directory: "", parent: "", name: path, sourceOverride: source, type: type, mode: mode, modified: modified, size: size)
+        }
     }
 
     public static func scan(_ pgdata: String) throws -> [Item] {
@@ -68,19 +95,21 @@ public enum DataDirectoryScan {
             }
             let modified = Date(timeIntervalSince1970: TimeInterval(st.st_mtim.tv_sec) + TimeInterval(st.st_mtim.tv_nsec) / 1e9)
             let mode = UInt16(st.st_mode & 0o7777)
+            let override = source == full ? nil : source
             switch kind {
             case S_IFDIR:
-                items.append(Item(path: rel, source: source, type: .directory, mode: mode, modified: modified))
+                items.append(Item(directory: directory, parent: relative, name: name, sourceOverride: override, type: .directory, mode: mode,
+                    modified: modified))
                 if relative.isEmpty, contentSkipped.contains(name) {
                     if name == "pg_wal" {
-                        items.append(Item(path: "pg_wal/archive_status", source: source + "/archive_status", type: .directory,
-                            mode: mode, modified: modified))
+                        items.append(Item(directory: source, parent: rel, name: "archive_status", type: .directory, mode: mode, modified: modified))
                     }
                     continue
                 }
                 try walk(directory: source, relative: rel, into: &items)
             case S_IFREG:
-                items.append(Item(path: rel, source: source, type: .file, mode: mode, modified: modified, size: UInt64(max(0, st.st_size))))
+                items.append(Item(directory: directory, parent: relative, name: name, sourceOverride: override, type: .file, mode: mode,
+                    modified: modified, size: UInt64(max(0, st.st_size))))
             default:
                 continue  // sockets, fifos, other links
             }

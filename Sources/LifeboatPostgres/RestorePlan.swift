@@ -169,7 +169,7 @@ extension RestoreEngine {
                 backup = explicit
             } else {
                 // Any timeline: the newest backup consistent before the target, then its own timeline.
-                let candidates = try graph.timelines.compactMap { tli -> BackupRecord? in
+                let candidates = graph.timelines.compactMap { tli -> BackupRecord? in
                     let own = backups.filter { $0.timeline == tli }
                     return own.isEmpty ? nil : try? options.target.chooseBackup(from: own, along: tli, in: graph)
                 }

@@ -381,6 +381,17 @@ public final class Repository: Sendable {
         return key
     }
 
+    /// Writes the file list a backup assembled while it ran (before its record).
+    public func writeManifest(_ assembled: ManifestAssembler, externalFiles: [ExternalFile]) async throws -> String {
+        let key = Self.manifestKey(assembled.backupID)
+        let (body, length) = try await assembled.finish(externalFiles: externalFiles)
+        let sealed = try codec.seal(body: body, wireValue: CompressionAlgorithm.zstd.wireValue, plaintextLength: length, key: key)
+        guard try await store.putIfAbsent(key, data: sealed) else {
+            throw LifeboatError(.repository, "a manifest for backup \(assembled.backupID) already exists")
+        }
+        return key
+    }
+
     /// Commits a backup: after this the backup exists.
     public func commitBackup(_ record: BackupRecord) async throws {
         let data = try RepositoryJSON.encoder().encode(record)
@@ -427,7 +438,9 @@ public final class Repository: Sendable {
         }
     }
 
-    public func manifest(for record: BackupRecord) async throws -> BackupManifest {
+    /// The backup's file list; with `eachEntry`, the entries are handed over one by one as they are
+    /// read and the manifest returned has none, so the caller holds only what it keeps of them.
+    public func manifest(for record: BackupRecord, eachEntry: ((ManifestEntry) throws -> Void)? = nil) async throws -> BackupManifest {
         let key = record.manifestObject
         let (wire, body, length) = try codec.openBody(try await store.get(key), key: key)
         guard let algorithm = CompressionAlgorithm(wireValue: wire) else {
@@ -438,16 +451,27 @@ public final class Repository: Sendable {
                 // Parsed as it is decompressed: neither the whole text nor a tree of it is held.
                 let stream = try ZstdStreamDecompressor(body, originalSize: length, object: key)
                 var reader = ManifestJSONReader { try stream.refill(&$0) }
-                return try reader.manifest()
+                return try reader.manifest(eachEntry: eachEntry)
             }
-            return try ManifestJSONReader.decode(try algorithm.decompress(body, originalSize: length, object: key))
+            let text = try algorithm.decompress(body, originalSize: length, object: key)
+            var given = false
+            var reader = ManifestJSONReader { buffer in
+                guard !given else { return }
+                given = true
+                buffer.append(contentsOf: text)
+            }
+            return try reader.manifest(eachEntry: eachEntry)
         } catch let error as LifeboatError {
             throw error
         } catch let parse as ManifestJSONReader.ParseError {
             // A document the direct reader does not follow (it is authenticated, so it is one some
             // writer made): the general decoder gets the last word, at the cost of its memory.
             do {
-                let manifest = try RepositoryJSON.decoder().decode(BackupManifest.self, from: try algorithm.decompress(body, originalSize: length, object: key))
+                var manifest = try RepositoryJSON.decoder().decode(BackupManifest.self, from: try algorithm.decompress(body, originalSize: length, object: key))
+                if let eachEntry {
+                    try manifest.entries.forEach(eachEntry)
+                    manifest.entries = []
+                }
                 logger.warning("manifest read by the general JSON decoder", metadata: [LogKey.object: .string(key), "lifeboat.reason": .string(parse.description)])
                 return manifest
             } catch {
@@ -537,64 +561,6 @@ public struct ChunkCatalog: Sendable {
     public var whole: Set<String> = []
     public var deltas: [String: String] = [:]
     public init() {}
-}
-
-/// Chunks known to be in a repository or being stored by one writer (a backup, a copy), and how each
-/// is stored: whole, or as a delta against a whole base.
-public actor ChunkIndex {
-    private var whole: Set<String>
-    private var deltas: [String: String]
-    private var packed: [String: PackedChunk]
-    private var claimed: Set<String> = []
-
-    /// `packed`: chunks known to lie in packs that exist (from the newest backup's manifest: packs
-    /// are not listed chunk by chunk).
-    public init(_ catalog: ChunkCatalog, packed: [String: PackedChunk] = [:]) {
-        whole = catalog.whole
-        deltas = catalog.deltas
-        self.packed = packed
-    }
-
-    /// True if the caller is the first to see `id` and must store it.
-    public func claim(_ id: String) -> Bool {
-        if whole.contains(id) || deltas[id] != nil || packed[id] != nil { return false }
-        return claimed.insert(id).inserted
-    }
-
-    /// Records how a claimed chunk was stored: whole (nil) or as a delta against `base`.
-    public func record(_ id: String, base: String?) {
-        if let base { deltas[id] = base } else { whole.insert(id) }
-    }
-
-    /// Whether the repository (or this writer) already holds `id`.
-    public func contains(_ id: String) -> Bool {
-        whole.contains(id) || deltas[id] != nil || packed[id] != nil || claimed.contains(id)
-    }
-
-    /// Records a claimed chunk stored in a pack.
-    public func record(_ id: String, packedAt location: PackedChunk) { packed[id] = location }
-
-    /// Where the manifest of a backup using these chunks reads each of them from a pack: the chunks
-    /// stored only in packs (a chunk also stored whole is read whole).
-    public func packedLocations(for chunkLists: [[String]]) -> [String: PackedChunk] {
-        var result: [String: PackedChunk] = [:]
-        for list in chunkLists {
-            for id in list where !whole.contains(id) && deltas[id] == nil {
-                if let location = packed[id] { result[id] = location }
-            }
-        }
-        return result
-    }
-
-    /// The whole chunk a delta of a chunk that replaced `previous` can be based on: `previous` if it is
-    /// stored whole, its own base if it is a delta (deltas never chain), nil if it is unknown.
-    public func wholeBase(for previous: String) -> String? {
-        if whole.contains(previous) { return previous }
-        return deltas[previous]
-    }
-
-    /// Chunks stored only as deltas, with their bases.
-    public func deltasOnly() -> [String: String] { deltas.filter { !whole.contains($0.key) } }
 }
 
 /// Metadata keys used in logs, kept in one place.

@@ -189,6 +189,42 @@ public func forEachBounded<T: Sendable, R: Sendable>(_ items: [T], parallelism: 
     }
 }
 
+/// Runs `body` on every item, `parallelism` at a time, and hands the results to `consume` in the
+/// items' order as soon as every earlier one is done. At most `window` items run or wait ahead of the
+/// oldest unfinished one, so what is held stays bounded however long the list (a slow large file
+/// holds up the consumer, not memory).
+public func forEachBoundedInOrder<T: Sendable, R: Sendable>(_ items: [T], parallelism: Int, window: Int = 4096,
+    _ body: @escaping @Sendable (T) async throws -> R, consume: (R) async throws -> Void) async throws
+{
+    try await withThrowingTaskGroup(of: (Int, R).self) { group in
+        var done: [Int: R] = [:]
+        var next = 0
+        var emitted = 0
+        var running = 0
+        let width = max(parallelism, 1)
+        while running < width, next < items.count, next - emitted < window {
+            let i = next
+            group.addTask { (i, try await body(items[i])) }
+            next += 1
+            running += 1
+        }
+        while let (i, r) = try await group.next() {
+            running -= 1
+            done[i] = r
+            while let ready = done.removeValue(forKey: emitted) {
+                try await consume(ready)
+                emitted += 1
+            }
+            while running < width, next < items.count, next - emitted < window {
+                let j = next
+                group.addTask { (j, try await body(items[j])) }
+                next += 1
+                running += 1
+            }
+        }
+    }
+}
+
 /// What verify found in each pack: chunk id by offset.
 actor PackContents {
     private(set) var records: [String: [Int: String]] = [:]

@@ -12,4 +12,8 @@ int lifeboat_tune_malloc(int mmap_threshold, int trim_threshold, int arena_max);
 /* statfs(2): 1 if path is on tmpfs (memory-backed), 0 if not, -1 on error. */
 int lifeboat_is_tmpfs(const char *path);
 
+/* malloc_trim(3) with pad 0: hand every free page of every arena back to the system (the holes
+   freed buffers leave between live allocations too, not only the top of the heap). */
+int lifeboat_release_free_memory(void);
+
 #endif
