@@ -19,8 +19,13 @@ import Testing
         for (i, kind) in [BackupKind.automated, .manual, .automated, .automated].enumerated() {
             // Fresh, incompressible rows so every backup has chunks of its own.
             _ = try await pg.query("INSERT INTO t SELECT g, md5(random()::text) || md5(g::text) FROM generate_series(1, 40000) g")
+            // And a table only this backup holds (dropped after it): the rows appended to t become
+            // deltas whose bases later backups keep, so without it whether an expired backup leaves
+            // anything to remove depended on which chunks the deltas were taken against.
+            _ = try await pg.query("CREATE TABLE gone\(i) AS SELECT g, md5(random()::text) || md5(random()::text) AS p FROM generate_series(1, 30000) g")
             _ = try await pg.query("CHECKPOINT")
             records.append(try await backup(pg, repo, kind: kind))
+            _ = try await pg.query("DROP TABLE gone\(i)")
             if i < 3 { try await pg.archiveCurrentWAL() }
         }
         try await pg.archiveCurrentWAL()
