@@ -159,14 +159,36 @@ def pitr_interleaved(a, work, src, tools, states, results):
             os.sync()  # the previous run's writeback is not charged to this one
             try:
                 seconds[name].append(tool.pitr(dest, target))
+                print(f"  {name} recovery: {recovery_summary(dest + '.log')}", flush=True)
             except RuntimeError as e:
                 results["tools"][name]["pitr_error"] = str(e)
                 print(f"== {name} PITR failed: {e}", flush=True)
             shutil.rmtree(dest, ignore_errors=True)
+            if os.path.exists(dest + ".log"):
+                os.unlink(dest + ".log")
     for name, runs in seconds.items():
         if runs:
             results["tools"][name]["pitr_seconds"] = statistics.median(runs)
             print(f"== {name} PITR to a started server: {statistics.median(runs):.2f}s, runs {' '.join(f'{x:.2f}' for x in runs)}", flush=True)
+
+
+def recovery_summary(log):
+    """Where a recovery's time went, from the restored server's log: WAL files restored, redo's own
+    elapsed and CPU time, and the seconds from server start to accepting connections."""
+    try:
+        lines = open(log, errors="replace").read().splitlines()
+    except OSError:
+        return "no server log"
+    stamp = lambda l: datetime.datetime.strptime(l[:23], "%Y-%m-%d %H:%M:%S.%f")
+    restored = sum(1 for l in lines if "restored log file" in l)
+    redo = next((l.split("system usage: ")[1] for l in lines if "redo done" in l and "system usage: " in l), "?")
+    try:
+        first = stamp(lines[0])
+        ready = next(stamp(l) for l in lines if "ready to accept connections" in l)
+        span = f"{(ready - first).total_seconds():.2f}s from start to ready"
+    except (StopIteration, ValueError, IndexError):
+        span = "?"
+    return f"{restored} WAL files restored; redo {redo}; {span}"
 
 
 def settle_after_delete(a):

@@ -24,6 +24,17 @@ public struct LifeboatInvocation: Sendable, Equatable {
     /// `restore_command`: `lifeboat wal fetch ... %f %p`.
     public var restoreCommand: String { Self.command([executable, "wal", "fetch"] + arguments) + " %f %p" }
 
+    /// `restore_command` for a restore that fetches WAL ahead into the spool
+    /// (`pg_wal/.lifeboat-prefetch`, see `WALPrefetchSpool`): a spooled file is moved into place by
+    /// the shell (`mv`, about 1 ms), and only a file not spooled starts Lifeboat (about 40 ms, more
+    /// under recovery's load). Files reach the spool whole, authenticated and through the
+    /// tablespace guard, so taking one needs nothing Lifeboat would check. PostgreSQL runs the
+    /// command in the data directory, where the spool's path is relative.
+    public var spoolingRestoreCommand: String {
+        let spooled = "pg_wal/" + WALPrefetchSpool.directoryName + "/%f"
+        return "mv -f \(spooled) %p 2>/dev/null || exec " + restoreCommand
+    }
+
     /// The same calls with extra options appended (`--key-handoff FILE`).
     public func adding(_ extra: [String]) -> LifeboatInvocation {
         LifeboatInvocation(executable: executable, arguments: arguments + extra, environment: environment)

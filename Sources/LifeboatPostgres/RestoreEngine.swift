@@ -531,7 +531,7 @@ public struct RestoreEngine: Sendable {
                 directories: Dictionary(uniqueKeysWithValues: plan.tablespaceDirectories.map { (String($0.key), $0.value) }),
                 defaultParent: dest + ".tablespaces"), owner: fileOwner)
             recovery = plan.target.recoverySettings()
-            recovery += [("recovery_target_timeline", String(plan.timeline)), ("restore_command", invocation.restoreCommand),
+            recovery += [("recovery_target_timeline", String(plan.timeline)), ("restore_command", invocation.spoolingRestoreCommand),
                 ("recovery_end_command", LifeboatInvocation.command([invocation.executable, "wal", "recovery-end", dest])),
                 ("primary_conninfo", ""), ("primary_slot_name", "")]
         }
