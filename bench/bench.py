@@ -127,8 +127,11 @@ class Cluster:
 
 def pitr_interleaved(a, work, src, tools, states, results):
     """PITR to a started server, interleaved like the restores. Every tool able to do it archives the
-    same WAL from here on (their archive commands joined with &&), takes one more backup so its
-    repository has an unbroken WAL chain from it, then each recovers to the same target in turn."""
+    same WAL from here on (their archive commands joined with &&). Each run is one tool's, and the
+    same for every tool: it takes one more backup, then 500 pgbench transactions, the target, 100
+    more, and recovers to that target from its own repository. So each replays only the WAL written
+    after its own backup (a tool whose backup came first would otherwise also replay the other
+    tool's backup checkpoint and the full-page images after it). The order alternates by round."""
     pitr_tools = {n: t for n, t in tools.items() if t.has_pitr}
     if not pitr_tools:
         return
@@ -143,18 +146,18 @@ def pitr_interleaved(a, work, src, tools, states, results):
         tool.__dict__.update(states[""][name])
         if hasattr(tool, "archiver_ready"):
             tool.archiver_ready()
-        tool.incremental_backup()
-    time.sleep(2)  # pgBackRest compares the target with backup stop times to the second
-    run([f"{BIN}/pgbench", "-n", "-t", "500", "-h", src.sock, "-p", str(src.port), "postgres"])
-    target = src.psql("select now()")
-    time.sleep(0.2)
-    run([f"{BIN}/pgbench", "-n", "-t", "100", "-h", src.sock, "-p", str(src.port), "postgres"])
-    src.archive_wait()
     seconds = {n: [] for n in pitr_tools}
     for i in range(a.repeat):
         order = list(pitr_tools.items()) if i % 2 == 0 else list(reversed(list(pitr_tools.items())))
         for name, tool in order:
             tool.__dict__.update(states[""][name])
+            tool.incremental_backup()
+            time.sleep(2)  # pgBackRest compares the target with backup stop times to the second
+            run([f"{BIN}/pgbench", "-n", "-t", "500", "-h", src.sock, "-p", str(src.port), "postgres"])
+            target = src.psql("select now()")
+            time.sleep(0.2)
+            run([f"{BIN}/pgbench", "-n", "-t", "100", "-h", src.sock, "-p", str(src.port), "postgres"])
+            src.archive_wait()
             dest = os.path.join(work, f"{name}-pitr-{i}")
             os.sync()  # the previous run's writeback is not charged to this one
             try:

@@ -103,8 +103,17 @@ public enum ManifestJSON {
     /// The rest after the last entry: delta bases, external files and packed chunks (known only
     /// once every file is stored, so they follow the entries; readers take keys in any order).
     public static func streamTrailer(deltaBases: [String: String], externalFiles: [ExternalFile], packedChunks: [String: PackedChunk],
-        _ out: inout [UInt8], flush: (inout [UInt8]) throws -> Void) rethrows
+        _ out: inout [UInt8], flush: (inout [UInt8]) throws -> Void) throws
     {
+        let sorted = packedChunks.keys.sorted().lazy.compactMap { key in packedChunks[key].map { (key, $0) } }
+        try streamTrailer(deltaBases: deltaBases, externalFiles: externalFiles, packedChunks: sorted, &out, flush: flush)
+    }
+
+    /// The same, the packed chunks (ids ascending) made one at a time by a sequence, so the writer
+    /// need not hold them as a dictionary of strings.
+    public static func streamTrailer<Packed: Sequence>(deltaBases: [String: String], externalFiles: [ExternalFile],
+        packedChunks: Packed, _ out: inout [UInt8], flush: (inout [UInt8]) throws -> Void) throws
+    where Packed.Element == (String, PackedChunk) {
         out.append(UInt8(ascii: "]"))
         if !deltaBases.isEmpty {
             out.append(contentsOf: #","deltaBases":{"#.utf8)
@@ -131,23 +140,21 @@ public enum ManifestJSON {
             }
             out.append(UInt8(ascii: "]"))
         }
-        if !packedChunks.isEmpty {
-            out.append(contentsOf: #","packedChunks":{"#.utf8)
-            for (i, key) in packedChunks.keys.sorted().enumerated() {
-                guard let p = packedChunks[key] else { continue }
-                if i > 0 { out.append(UInt8(ascii: ",")) }
-                string(key, &out)
-                out.append(contentsOf: #":{"length":"#.utf8)
-                out.append(contentsOf: String(p.length).utf8)
-                out.append(contentsOf: #","offset":"#.utf8)
-                out.append(contentsOf: String(p.offset).utf8)
-                out.append(contentsOf: #","pack":"#.utf8)
-                string(p.pack, &out)
-                out.append(UInt8(ascii: "}"))
-                try flush(&out)
-            }
+        var first = true
+        for (key, p) in packedChunks {
+            out.append(contentsOf: first ? Array(#","packedChunks":{"#.utf8) : [UInt8(ascii: ",")])
+            first = false
+            string(key, &out)
+            out.append(contentsOf: #":{"length":"#.utf8)
+            out.append(contentsOf: String(p.length).utf8)
+            out.append(contentsOf: #","offset":"#.utf8)
+            out.append(contentsOf: String(p.offset).utf8)
+            out.append(contentsOf: #","pack":"#.utf8)
+            string(p.pack, &out)
             out.append(UInt8(ascii: "}"))
+            try flush(&out)
         }
+        if !first { out.append(UInt8(ascii: "}")) }
         out.append(UInt8(ascii: "}"))
     }
 

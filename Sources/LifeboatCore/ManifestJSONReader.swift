@@ -19,8 +19,13 @@ public struct ManifestJSONReader {
     private var chunkIDs: Set<String> = []
     private var packIDs: Set<String> = []
     private var scratch: [UInt8] = []
+    /// Whether chunk ids named twice share one string: a reader that keeps entries wants it; one
+    /// that hands each entry and packed chunk on (and keeps them in another form) does not, since
+    /// the table would hold every id of the manifest until the end.
+    private let interning: Bool
 
-    public init(refill: @escaping Refill) {
+    public init(interning: Bool = true, refill: @escaping Refill) {
+        self.interning = interning
         self.refill = refill
     }
 
@@ -36,8 +41,11 @@ public struct ManifestJSONReader {
     }
 
     /// The manifest; with `eachEntry`, its entries are handed over one by one as they are read and
-    /// the returned manifest has none (a caller that keeps only what it needs of each).
-    public mutating func manifest(eachEntry: ((ManifestEntry) throws -> Void)? = nil) throws -> BackupManifest {
+    /// the returned manifest has none (a caller that keeps only what it needs of each); with
+    /// `eachPackedChunk` the same for its packed chunks' locations.
+    public mutating func manifest(eachEntry: ((ManifestEntry) throws -> Void)? = nil,
+        eachPackedChunk: ((String, PackedChunk) throws -> Void)? = nil) throws -> BackupManifest
+    {
         var backupID: String?
         var chunkSize: Int?
         var entries: [ManifestEntry] = []
@@ -66,8 +74,11 @@ public struct ManifestJSONReader {
             case "packedChunks":
                 guard try !reader.null() else { return }
                 var locations: [String: PackedChunk] = [:]
-                try reader.object { reader, id in locations[reader.intern(id)] = try reader.packedChunk() }
-                packed = locations
+                try reader.object { reader, id in
+                    let location = try reader.packedChunk()
+                    if let eachPackedChunk { try eachPackedChunk(id, location) } else { locations[reader.intern(id)] = location }
+                }
+                packed = eachPackedChunk == nil ? locations : nil
             default: try reader.skipValue()
             }
         }
@@ -146,7 +157,7 @@ public struct ManifestJSONReader {
     }
 
     /// One string per chunk id, however often the manifest names it.
-    private mutating func intern(_ id: String) -> String { chunkIDs.insert(id).memberAfterInsert }
+    private mutating func intern(_ id: String) -> String { interning ? chunkIDs.insert(id).memberAfterInsert : id }
 
     // MARK: - JSON
 

@@ -144,11 +144,10 @@ public struct BackupEngine: Sendable {
         // The newest backup's files: a changed chunk is stored as a delta against the chunk that held
         // the same bytes of the same file then; a file unchanged since is not read again.
         var loaded = try await PreviousBackup.load(repo)
-        let known = ChunkIndex(try await repo.chunkCatalog(), packed: loaded?.packed ?? [:])
-        loaded?.packed = [:]  // the index's copy is then the only one, and grows in place
-        let previous = loaded
-        loaded = nil
-        _ = lifeboat_release_free_memory()  // the reader's buffers and its interning table
+        let known = ChunkIndex(try await repo.chunkCatalog(), table: loaded?.packed ?? PackedChunkTable())
+        let previous = loaded?.previous
+        loaded = nil  // the index's copy of the pack locations is then the only one, and grows in place
+        _ = lifeboat_release_free_memory()  // the reader's buffers
         let packs = repo.storesPacks ? PackWriter(repository: repo) : nil
         log.debug("previous backup and chunk catalog loaded", metadata: ["lifeboat.memory": .string(ProcessMemory.summary)])
         let reuse = options.readAllFiles ? nil : previous
@@ -159,25 +158,29 @@ public struct BackupEngine: Sendable {
         log.info("backup started", metadata: ["lifeboat.lsn.start": .string(startLSN.description)])
         FaultPoint.reached("backup.started")
 
-        var items = try DataDirectoryScan.scan(pgdata)
-        log.debug("data directory scanned", metadata: ["lifeboat.files": "\(items.count)", "lifeboat.memory": .string(ProcessMemory.summary)])
         let chunkSize = repo.config.chunkSize
         let stats = BackupStats()
         // pg_control is read last: in a standby's backup its minimum recovery point is where
         // recovery becomes consistent, so it must be at least as late as every page read before.
         let control = "global/pg_control"
         let writer = ChunkWriter(repository: repo, chunkSize: chunkSize, known: known, packs: packs, stats: stats)
-        let controlItems = items.filter { $0.path == control }
-        items.removeAll { $0.path == control }
-        // The file list goes into the manifest as the files are done, in the scan's order: never held whole.
+        // The data directory is walked as its files are stored, and the file list goes into the
+        // manifest as the files are done, in the walk's order: neither is ever held whole.
+        var walk = try DataDirectoryScan.Walk(pgdata)
+        var controlItems: [DataDirectoryScan.Item] = []
         let assembler = try ManifestAssembler(backupID: id, chunkSize: chunkSize, known: known)
         var consumed = 0
-        try await forEachBoundedInOrder(items, parallelism: options.parallelism) { item -> ManifestEntry? in
+        try await forEachBoundedInOrder(next: { () throws -> DataDirectoryScan.Item? in
+            while let item = try walk.next() {
+                if item.path == control { controlItems.append(item) } else { return item }
+            }
+            return nil
+        }, parallelism: options.parallelism) { item -> ManifestEntry? in
             if let entry = await reuse?.unchanged(item, known: known) {
                 await stats.reuse(entry)
                 return entry
             }
-            return try await writer.store(item: item, previous: previous?.entries[item.path]?.chunks)
+            return try await writer.store(item: item, previous: previous?.chunks(of: item.path))
         } consume: { entry in
             if let entry { try await assembler.append(entry) }
             consumed += 1
@@ -185,10 +188,10 @@ public struct BackupEngine: Sendable {
             // now and then, so resident memory follows what is live (a few ms per call).
             if consumed % 16384 == 0 { _ = lifeboat_release_free_memory() }
         }
-        items = []  // the scan's list is not needed past here
         _ = lifeboat_release_free_memory()
+        log.debug("data directory stored", metadata: ["lifeboat.items": "\(consumed)", "lifeboat.memory": .string(ProcessMemory.summary)])
         for item in controlItems {
-            if let entry = try await writer.store(item: item, previous: previous?.entries[item.path]?.chunks) {
+            if let entry = try await writer.store(item: item, previous: previous?.chunks(of: item.path)) {
                 try await assembler.append(entry)
             }
         }

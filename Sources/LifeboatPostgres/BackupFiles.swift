@@ -7,38 +7,90 @@ import LifeboatRepository
 import Glibc
 #endif
 
-/// The newest committed backup, as the next backup uses it: chunk lists by path (delta bases and
-/// files taken over unread), where its packed chunks lie, and when it started.
+/// The newest committed backup, as the next backup uses it: each file's size, modification time and
+/// chunk list (delta bases, files taken over unread), and when it started. Kept compact, since a
+/// cluster of many small relations has a file per relation fork: a file is 24 bytes under a 16-byte
+/// key made of two independent 64-bit hashes of its path (no path string), its chunks 32-byte keys
+/// in one array; about 90 bytes a file against some 280 for strings in a dictionary.
 struct PreviousBackup: Sendable {
-    /// What the next backup needs of a file the previous one stored (its path is the key).
-    struct File: Sendable {
-        var size: UInt64
-        var modified: Date
-        var chunks: [String]
+    /// Two independent hashes of a path: FNV-1a and the standard library's seeded SipHash. Files that
+    /// collide in both (about one chance in 2^128 a pair) would also need the same size and time.
+    struct PathKey: Hashable, Sendable {
+        var fnv: UInt64
+        var sip: Int
+
+        init(_ path: String) {
+            var h: UInt64 = 0xcbf2_9ce4_8422_2325
+            for byte in path.utf8 { h = (h ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
+            fnv = h
+            sip = path.hashValue
+        }
     }
 
-    var entries: [String: File]
-    var packed: [String: PackedChunk]
+    /// What the next backup needs of a file the previous one stored.
+    struct File: Sendable {
+        var size: UInt64
+        /// Milliseconds since 1970, as manifests keep times.
+        var modified: Int64
+        /// Its chunks: `chunkKeys[firstChunk ..< firstChunk + chunkCount]`.
+        var firstChunk: UInt32
+        var chunkCount: UInt32
+    }
+
+    private(set) var files: [PathKey: File] = [:]
+    private var chunkKeys: ContiguousArray<ChunkKey> = []
     var startTime: Date
     var chunkSize: Int
 
-    /// nil when the repository holds no backup.
-    static func load(_ repository: Repository) async throws -> PreviousBackup? {
+    /// The previous backup's files, and (filled as the manifest is read) the locations of its packed
+    /// chunks in packs that still exist, for the chunk index. nil when the repository holds no backup.
+    static func load(_ repository: Repository) async throws -> (previous: PreviousBackup, packed: PackedChunkTable)? {
         guard let last = try await repository.newestBackup() else { return nil }
-        var entries: [String: File] = [:]
-        entries.reserveCapacity(last.fileCount)
-        // Entries are kept as they are read, not first collected: only one form of them is held.
-        let manifest = try await repository.manifest(for: last) { entry in
-            if entry.type == .file { entries[entry.path] = File(size: entry.size, modified: entry.modified, chunks: entry.chunks) }
-        }
-        var packed = manifest.packedChunks ?? [:]
-        if !packed.isEmpty {
+        var previous = PreviousBackup(startTime: last.startTime, chunkSize: 0)
+        previous.files.reserveCapacity(last.fileCount)
+        previous.chunkKeys.reserveCapacity(last.totalChunks)
+        var packed = PackedChunkTable()
+        // Entries and pack locations are kept as they are read, not first collected: only the
+        // compact form of them is held.
+        let manifest = try await repository.manifest(for: last, eachEntry: { entry in
+            if entry.type == .file { previous.add(entry) }
+        }, eachPackedChunk: { id, location in packed.insert(id, at: location) })
+        previous.chunkSize = manifest.chunkSize
+        if packed.count > 0 {
             // Only packs still there (a pack is never removed while a backup uses it, but the
             // listing costs little and keeps a damaged repository from spreading).
-            let present = try await repository.packIDs()
-            packed = packed.filter { present.contains($0.value.pack) }
+            packed.keepPacks(in: try await repository.packIDs())
         }
-        return PreviousBackup(entries: entries, packed: packed, startTime: last.startTime, chunkSize: manifest.chunkSize)
+        return (previous, packed)
+    }
+
+    private init(startTime: Date, chunkSize: Int) {
+        self.startTime = startTime
+        self.chunkSize = chunkSize
+    }
+
+    private mutating func add(_ entry: ManifestEntry) {
+        let first = chunkKeys.count
+        for id in entry.chunks {
+            guard let key = ChunkKey(id) else {
+                // Not an id this repository makes: the file is read again as if new.
+                chunkKeys.removeSubrange(first...)
+                return
+            }
+            chunkKeys.append(key)
+        }
+        guard let firstChunk = UInt32(exactly: first), let count = UInt32(exactly: entry.chunks.count) else { return }
+        files[PathKey(entry.path)] = File(size: entry.size, modified: Self.milliseconds(entry.modified), firstChunk: firstChunk, chunkCount: count)
+    }
+
+    /// The previous backup's chunk ids of the file at `path`, in order.
+    func chunks(of path: String) -> [String]? {
+        files[PathKey(path)].map(chunks(of:))
+    }
+
+    private func chunks(of file: File) -> [String] {
+        let first = Int(file.firstChunk)
+        return chunkKeys[first..<(first + Int(file.chunkCount))].map(\.id)
     }
 
     /// The previous backup's entry for `item` when the file cannot have changed since that backup
@@ -47,12 +99,13 @@ struct PreviousBackup: Sendable {
     /// pg_control and postgresql.auto.conf are always read (the latter is rewritten for the backup).
     func unchanged(_ item: DataDirectoryScan.Item, known: ChunkIndex) async -> ManifestEntry? {
         guard item.type == .file, item.path != "global/pg_control", item.path != "postgresql.auto.conf",
-            let entry = entries[item.path], entry.size == item.size, item.modified < startTime.addingTimeInterval(-1),
+            let file = files[PathKey(item.path)], file.size == item.size, item.modified < startTime.addingTimeInterval(-1),
             // Manifests keep times to the millisecond.
-            Self.milliseconds(entry.modified) == Self.milliseconds(item.modified), entry.chunks.count == Self.chunkCount(entry.size, chunkSize: chunkSize)
+            file.modified == Self.milliseconds(item.modified), Int(file.chunkCount) == Self.chunkCount(file.size, chunkSize: chunkSize)
         else { return nil }
-        for id in entry.chunks where !(await known.contains(id)) { return nil }
-        return ManifestEntry(path: item.path, type: .file, mode: item.mode, size: entry.size, modified: item.modified, chunks: entry.chunks)
+        let ids = chunks(of: file)
+        for id in ids where !(await known.contains(id)) { return nil }
+        return ManifestEntry(path: item.path, type: .file, mode: item.mode, size: file.size, modified: item.modified, chunks: ids)
     }
 
     static func milliseconds(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded()) }

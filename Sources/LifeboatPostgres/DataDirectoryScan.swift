@@ -57,9 +57,11 @@ public enum DataDirectoryScan {
         }
     }
 
+    /// Every item at once (tests, small directories); a backup walks with `Walk`.
     public static func scan(_ pgdata: String) throws -> [Item] {
         var items: [Item] = []
-        try walk(directory: pgdata, relative: "", into: &items)
+        var walk = try Walk(pgdata)
+        while let item = try walk.next() { items.append(item) }
         return items
     }
 
@@ -69,49 +71,84 @@ public enum DataDirectoryScan {
         return false
     }
 
-    private static func walk(directory: String, relative: String, into items: inout [Item]) throws {
-        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else {
-            // A directory dropped while we walk (DROP DATABASE) is not an error: WAL replay recreates the truth.
-            if FileManager.default.fileExists(atPath: directory) {
-                throw LifeboatError(.io, "cannot list \(directory)", hint: "check that lifeboat may read the data directory")
-            }
-            return
+    /// The items one at a time, in the order of a depth-first walk with each directory's names
+    /// sorted (the order manifests list them in). A directory is listed when the walk enters it, so
+    /// what is held is the names of the directories being walked, not an item per file.
+    public struct Walk {
+        private struct Frame {
+            var directory: String
+            var relative: String
+            var names: [String]
+            var next = 0
         }
-        for name in names.sorted() {
-            if isSkipped(relative: relative, name: name) { continue }
-            let rel = relative.isEmpty ? name : relative + "/" + name
-            let full = directory + "/" + name
-            var st = stat()
-            guard lstat(full, &st) == 0 else { continue }
-            var kind = st.st_mode & S_IFMT
-            var source = full
-            if kind == S_IFLNK, relative == "pg_tblspc" {
-                // A tablespace: store its content in place under pg_tblspc/<oid>.
-                guard stat(full, &st) == 0 else { continue }
-                kind = st.st_mode & S_IFMT
-                source = (try? FileManager.default.destinationOfSymbolicLink(atPath: full)).map {
-                    $0.hasPrefix("/") ? $0 : directory + "/" + $0
-                } ?? full
+
+        private var stack: [Frame] = []
+        /// Items that follow the last one returned before the walk goes on (pg_wal's archive_status).
+        private var queued: [Item] = []
+
+        public init(_ pgdata: String) throws {
+            stack = [try Self.frame(directory: pgdata, relative: "")]
+        }
+
+        private static func frame(directory: String, relative: String) throws -> Frame {
+            guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else {
+                // A directory dropped while we walk (DROP DATABASE) is not an error: WAL replay recreates the truth.
+                if FileManager.default.fileExists(atPath: directory) {
+                    throw LifeboatError(.io, "cannot list \(directory)", hint: "check that lifeboat may read the data directory")
+                }
+                return Frame(directory: directory, relative: relative, names: [])
             }
-            let modified = Date(timeIntervalSince1970: TimeInterval(st.st_mtim.tv_sec) + TimeInterval(st.st_mtim.tv_nsec) / 1e9)
-            let mode = UInt16(st.st_mode & 0o7777)
-            let override = source == full ? nil : source
-            switch kind {
-            case S_IFDIR:
-                items.append(Item(directory: directory, parent: relative, name: name, sourceOverride: override, type: .directory, mode: mode,
-                    modified: modified))
-                if relative.isEmpty, contentSkipped.contains(name) {
-                    if name == "pg_wal" {
-                        items.append(Item(directory: source, parent: rel, name: "archive_status", type: .directory, mode: mode, modified: modified))
-                    }
+            return Frame(directory: directory, relative: relative, names: names.sorted())
+        }
+
+        /// The next item; nil when the walk is done.
+        public mutating func next() throws -> Item? {
+            while true {
+                if !queued.isEmpty { return queued.removeFirst() }
+                guard let top = stack.last else { return nil }
+                guard top.next < top.names.count else {
+                    stack.removeLast()
                     continue
                 }
-                try walk(directory: source, relative: rel, into: &items)
-            case S_IFREG:
-                items.append(Item(directory: directory, parent: relative, name: name, sourceOverride: override, type: .file, mode: mode,
-                    modified: modified, size: UInt64(max(0, st.st_size))))
-            default:
-                continue  // sockets, fifos, other links
+                let name = top.names[top.next]
+                stack[stack.count - 1].next += 1
+                let directory = top.directory, relative = top.relative
+                if isSkipped(relative: relative, name: name) { continue }
+                let rel = relative.isEmpty ? name : relative + "/" + name
+                let full = directory + "/" + name
+                var st = stat()
+                guard lstat(full, &st) == 0 else { continue }
+                var kind = st.st_mode & S_IFMT
+                var source = full
+                if kind == S_IFLNK, relative == "pg_tblspc" {
+                    // A tablespace: store its content in place under pg_tblspc/<oid>.
+                    guard stat(full, &st) == 0 else { continue }
+                    kind = st.st_mode & S_IFMT
+                    source = (try? FileManager.default.destinationOfSymbolicLink(atPath: full)).map {
+                        $0.hasPrefix("/") ? $0 : directory + "/" + $0
+                    } ?? full
+                }
+                let modified = Date(timeIntervalSince1970: TimeInterval(st.st_mtim.tv_sec) + TimeInterval(st.st_mtim.tv_nsec) / 1e9)
+                let mode = UInt16(st.st_mode & 0o7777)
+                let override = source == full ? nil : source
+                switch kind {
+                case S_IFDIR:
+                    let item = Item(directory: directory, parent: relative, name: name, sourceOverride: override, type: .directory, mode: mode,
+                        modified: modified)
+                    if relative.isEmpty, contentSkipped.contains(name) {
+                        if name == "pg_wal" {
+                            queued.append(Item(directory: source, parent: rel, name: "archive_status", type: .directory, mode: mode, modified: modified))
+                        }
+                        return item
+                    }
+                    stack.append(try Self.frame(directory: source, relative: rel))
+                    return item
+                case S_IFREG:
+                    return Item(directory: directory, parent: relative, name: name, sourceOverride: override, type: .file, mode: mode,
+                        modified: modified, size: UInt64(max(0, st.st_size)))
+                default:
+                    continue  // sockets, fifos, other links
+                }
             }
         }
     }

@@ -4,10 +4,10 @@ import LifeboatCore
 /// A chunk id (64 hex digits of an HMAC-SHA256) held as its 32 bytes: a quarter of the memory of
 /// the text, which Swift stores out of line (a 64-byte string costs about 112 bytes of heap plus 16
 /// inline), so an index of 120,000 chunks takes 4 MiB instead of 15.
-struct ChunkKey: Hashable, Sendable {
+public struct ChunkKey: Hashable, Sendable {
     var a: UInt64, b: UInt64, c: UInt64, d: UInt64
 
-    init?(_ id: String) {
+    public init?(_ id: String) {
         var w: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
         var count = 0
         for byte in id.utf8 {
@@ -31,7 +31,7 @@ struct ChunkKey: Hashable, Sendable {
     }
 
     /// The id's text again.
-    var id: String {
+    public var id: String {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(32)
         for word in [a, b, c, d] {
@@ -41,22 +41,135 @@ struct ChunkKey: Hashable, Sendable {
     }
 }
 
+/// Where packed chunks lie, 16 bytes a chunk beside its 32-byte key: the pack as a number into a
+/// table of pack ids (a few hundred chunks share one), offset and length as 32-bit values (a pack
+/// is a few MiB), and whether the manifest being written uses the chunk. A location that does not
+/// fit (none the pack writer makes) is kept as it is beside them.
+public struct PackedChunkTable: Sendable {
+    struct Slot {
+        var pack: UInt32
+        var offset: UInt32
+        var length: UInt32
+        var used: Bool
+    }
+
+    private var packIDs: [String] = []
+    private var packNumbers: [String: UInt32] = [:]
+    private(set) var slots: [ChunkKey: Slot] = [:]
+    private var other: [String: PackedChunk] = [:]
+
+    public init() {}
+
+    public var count: Int { slots.count + other.count }
+
+    /// Adds (or moves) chunk `id` to `location`.
+    public mutating func insert(_ id: String, at location: PackedChunk) {
+        guard let key = ChunkKey(id), let offset = UInt32(exactly: location.offset), let length = UInt32(exactly: location.length) else {
+            other[id] = location
+            return
+        }
+        let number: UInt32
+        if let known = packNumbers[location.pack] {
+            number = known
+        } else {
+            number = UInt32(packIDs.count)
+            packIDs.append(location.pack)
+            packNumbers[location.pack] = number
+        }
+        slots[key] = Slot(pack: number, offset: offset, length: length, used: slots[key]?.used ?? false)
+    }
+
+    func location(_ key: ChunkKey) -> PackedChunk? { slots[key].map(location(of:)) }
+    func location(other id: String) -> PackedChunk? { other[id] }
+
+    func location(of slot: Slot) -> PackedChunk {
+        PackedChunk(pack: packIDs[Int(slot.pack)], offset: Int(slot.offset), length: Int(slot.length))
+    }
+
+    func contains(_ key: ChunkKey) -> Bool { slots[key] != nil }
+    func contains(other id: String) -> Bool { other[id] != nil }
+
+    /// Marks chunk `key` as used by the manifest being written.
+    mutating func markUsed(_ key: ChunkKey) { slots[key]?.used = true }
+
+    /// The used chunks' locations in id order, as the manifest lists them: their keys sorted (a
+    /// 32-byte key orders as its hex text does), the ids' text made one at a time.
+    func used() -> UsedPackedChunks {
+        var keys: [ChunkKey] = []
+        for (key, slot) in slots where slot.used { keys.append(key) }
+        keys.sort()
+        return UsedPackedChunks(keys: keys, table: self)
+    }
+
+    /// Only the packs in `present` (a damaged repository's missing pack does not spread).
+    public mutating func keepPacks(in present: Set<String>) {
+        let gone = Set(packIDs.indices.filter { !present.contains(packIDs[$0]) }.map { UInt32($0) })
+        if !gone.isEmpty { slots = slots.filter { !gone.contains($0.value.pack) } }
+        other = other.filter { present.contains($0.value.pack) }
+    }
+}
+
+/// The packed chunks a manifest lists, ids ascending, each id's text made as it is reached.
+public struct UsedPackedChunks: Sequence, Sendable {
+    let keys: [ChunkKey]
+    let table: PackedChunkTable
+    var otherUsed: [String: PackedChunk] = [:]
+
+    public var isEmpty: Bool { keys.isEmpty && otherUsed.isEmpty }
+
+    public struct Iterator: IteratorProtocol {
+        let chunks: UsedPackedChunks
+        var position = 0
+        var rest: ArraySlice<String>
+
+        public mutating func next() -> (String, PackedChunk)? {
+            while true {
+                let id = position < chunks.keys.count ? chunks.keys[position].id : nil
+                if let first = rest.first, id == nil || first < id ?? "" {
+                    rest = rest.dropFirst()
+                    if let location = chunks.otherUsed[first] { return (first, location) }
+                    continue
+                }
+                guard let id else { return nil }
+                let key = chunks.keys[position]
+                position += 1
+                if let slot = chunks.table.slots[key] { return (id, chunks.table.location(of: slot)) }
+            }
+        }
+    }
+
+    public func makeIterator() -> Iterator { Iterator(chunks: self, rest: otherUsed.keys.sorted()[...]) }
+}
+
+extension ChunkKey: Comparable {
+    public static func < (l: ChunkKey, r: ChunkKey) -> Bool { (l.a, l.b, l.c, l.d) < (r.a, r.b, r.c, r.d) }
+}
+
 /// Chunks known to be in a repository or being stored by one writer (a backup, a copy), and how each
 /// is stored: whole, as a delta against a whole base, or in a pack. Ids are kept as 32-byte keys; an
 /// id that is not 64 lower-case hex digits (none the repository makes) is kept as text beside them.
+/// A backup's manifest asks it how each chunk it names is stored (`placeInManifest`), which marks the
+/// packed ones, so the manifest's list of pack locations is made from here at the end instead of
+/// being collected a second time.
 public actor ChunkIndex {
     private var whole: Set<ChunkKey> = []
     private var deltas: [ChunkKey: ChunkKey] = [:]
-    private var packed: [ChunkKey: PackedChunk] = [:]
+    private var packed: PackedChunkTable
     private var claimed: Set<ChunkKey> = []
     /// Ids that are not chunk keys, by the same four roles.
     private var other = ChunkCatalog()
-    private var otherPacked: [String: PackedChunk] = [:]
     private var otherClaimed: Set<String> = []
+    private var otherPackedUsed: Set<String> = []
 
     /// `packed`: chunks known to lie in packs that exist (from the newest backup's manifest: packs
     /// are not listed chunk by chunk).
     public init(_ catalog: ChunkCatalog, packed: [String: PackedChunk] = [:]) {
+        var table = PackedChunkTable()
+        for (id, location) in packed { table.insert(id, at: location) }
+        self.init(catalog, table: table)
+    }
+
+    public init(_ catalog: ChunkCatalog, table: PackedChunkTable) {
         whole.reserveCapacity(catalog.whole.count)
         for id in catalog.whole {
             if let key = ChunkKey(id) { whole.insert(key) } else { other.whole.insert(id) }
@@ -64,28 +177,28 @@ public actor ChunkIndex {
         for (id, base) in catalog.deltas {
             if let key = ChunkKey(id), let baseKey = ChunkKey(base) { deltas[key] = baseKey } else { other.deltas[id] = base }
         }
-        self.packed.reserveCapacity(packed.count)
-        for (id, location) in packed {
-            if let key = ChunkKey(id) { self.packed[key] = location } else { otherPacked[id] = location }
-        }
+        packed = table
     }
 
     /// True if the caller is the first to see `id` and must store it.
     public func claim(_ id: String) -> Bool {
         guard let key = ChunkKey(id) else {
-            if other.whole.contains(id) || other.deltas[id] != nil || otherPacked[id] != nil { return false }
+            if other.whole.contains(id) || other.deltas[id] != nil || packed.contains(other: id) { return false }
             return otherClaimed.insert(id).inserted
         }
-        if whole.contains(key) || deltas[key] != nil || packed[key] != nil { return false }
+        if whole.contains(key) || deltas[key] != nil || packed.contains(key) { return false }
         return claimed.insert(key).inserted
     }
 
-    /// Records how a claimed chunk was stored: whole (nil) or as a delta against `base`.
+    /// Records how a claimed chunk was stored: whole (nil) or as a delta against `base`. The claim
+    /// is then dropped: `claimed` holds only chunks being stored, not one key per chunk of the backup.
     public func record(_ id: String, base: String?) {
         guard let key = ChunkKey(id) else {
             if let base { other.deltas[id] = base } else { other.whole.insert(id) }
+            otherClaimed.remove(id)
             return
         }
+        claimed.remove(key)
         if let base {
             if let baseKey = ChunkKey(base) { deltas[key] = baseKey } else { other.deltas[id] = base }
         } else {
@@ -96,14 +209,15 @@ public actor ChunkIndex {
     /// Whether the repository (or this writer) already holds `id`.
     public func contains(_ id: String) -> Bool {
         guard let key = ChunkKey(id) else {
-            return other.whole.contains(id) || other.deltas[id] != nil || otherPacked[id] != nil || otherClaimed.contains(id)
+            return other.whole.contains(id) || other.deltas[id] != nil || packed.contains(other: id) || otherClaimed.contains(id)
         }
-        return whole.contains(key) || deltas[key] != nil || packed[key] != nil || claimed.contains(key)
+        return whole.contains(key) || deltas[key] != nil || packed.contains(key) || claimed.contains(key)
     }
 
     /// Records a claimed chunk stored in a pack.
     public func record(_ id: String, packedAt location: PackedChunk) {
-        if let key = ChunkKey(id) { packed[key] = location } else { otherPacked[id] = location }
+        packed.insert(id, at: location)
+        if let key = ChunkKey(id) { claimed.remove(key) } else { otherClaimed.remove(id) }
     }
 
     /// Where the manifest of a backup using these chunks reads each of them from a pack: the chunks
@@ -143,14 +257,41 @@ public actor ChunkIndex {
         guard let key = ChunkKey(id) else {
             if other.whole.contains(id) { return .whole }
             if let base = other.deltas[id] { return .delta(base: base) }
-            if let location = otherPacked[id] { return .packed(location) }
+            if let location = packed.location(other: id) { return .packed(location) }
             return otherClaimed.contains(id) ? .beingStored : .whole
         }
         if whole.contains(key) { return .whole }
         if let base = deltas[key] { return .delta(base: base.id) }
         if let base = other.deltas[id] { return .delta(base: base) }
-        if let location = packed[key] { return .packed(location) }
+        if let location = packed.location(key) { return .packed(location) }
         return claimed.contains(key) ? .beingStored : .whole
+    }
+
+    /// `storage(of:)` for a chunk the manifest being written names: a packed chunk is marked, to be
+    /// listed by `usedPackedChunks()`; a delta's base is returned for the manifest to list.
+    public enum Placement: Sendable, Equatable {
+        case whole
+        case delta(base: String)
+        case packed
+        case beingStored
+    }
+
+    public func placeInManifest(_ id: String) -> Placement {
+        switch storage(of: id) {
+        case .whole: return .whole
+        case .delta(let base): return .delta(base: base)
+        case .beingStored: return .beingStored
+        case .packed:
+            if let key = ChunkKey(id) { packed.markUsed(key) } else { otherPackedUsed.insert(id) }
+            return .packed
+        }
+    }
+
+    /// The packed chunks the manifest being written named, with their locations, in id order.
+    public func usedPackedChunks() -> UsedPackedChunks {
+        var used = packed.used()
+        for id in otherPackedUsed { used.otherUsed[id] = packed.location(other: id) }
+        return used
     }
 
     /// Chunks stored only as deltas, with their bases.

@@ -215,9 +215,10 @@ final class ZstdStreamCompressor {
         try run(bytes, end: false)
     }
 
-    /// Ends the frame and returns it.
+    /// Ends the frame and hands it over (the compressor keeps no reference to it).
     func finish() throws -> Data {
         try run([], end: true)
+        defer { output = Data() }
         return output
     }
 

@@ -5,7 +5,8 @@ import LifeboatCore
 /// order) into a zstd stream as soon as the files before it are done, so the file list is never held
 /// whole, only its compressed text. How each chunk is stored (packed, a delta, whole) is asked of the
 /// backup's chunk index when its entry is written; a chunk another file is still storing is asked
-/// again at the end.
+/// again at the end. The index marks the packed chunks named, and lists their locations at the end:
+/// the assembler keeps only the delta bases (chunks of changed large files).
 public actor ManifestAssembler {
     public let backupID: String
     private let known: ChunkIndex
@@ -13,7 +14,6 @@ public actor ManifestAssembler {
     private var text: [UInt8] = []
     private var entries = 0
     public private(set) var fileCount = 0
-    private var packed: [String: PackedChunk] = [:]
     private var deltaBases: [String: String] = [:]
     private var pending: Set<String> = []
     private var finished = false
@@ -48,6 +48,7 @@ public actor ManifestAssembler {
         if let id = pending.first {
             throw LifeboatError(.internalError, "chunk \(id) of backup \(backupID) was claimed but never stored")
         }
+        let packed = await known.usedPackedChunks()
         try ManifestJSON.streamTrailer(deltaBases: deltaBases, externalFiles: externalFiles, packedChunks: packed, &text) { out in
             if out.count >= ManifestJSON.sliceSize {
                 try compressor.append(out)
@@ -61,10 +62,9 @@ public actor ManifestAssembler {
     }
 
     private func place(_ id: String) async {
-        switch await known.storage(of: id) {
-        case .whole: break
+        switch await known.placeInManifest(id) {
+        case .whole, .packed: break
         case .delta(let base): deltaBases[id] = base
-        case .packed(let location): packed[id] = location
         case .beingStored: pending.insert(id)
         }
     }

@@ -385,7 +385,7 @@ public final class Repository: Sendable {
     public func writeManifest(_ assembled: ManifestAssembler, externalFiles: [ExternalFile]) async throws -> String {
         let key = Self.manifestKey(assembled.backupID)
         let (body, length) = try await assembled.finish(externalFiles: externalFiles)
-        let sealed = try codec.seal(body: body, wireValue: CompressionAlgorithm.zstd.wireValue, plaintextLength: length, key: key)
+        let sealed = try codec.seal(body: consume body, wireValue: CompressionAlgorithm.zstd.wireValue, plaintextLength: length, key: key)
         guard try await store.putIfAbsent(key, data: sealed) else {
             throw LifeboatError(.repository, "a manifest for backup \(assembled.backupID) already exists")
         }
@@ -439,8 +439,13 @@ public final class Repository: Sendable {
     }
 
     /// The backup's file list; with `eachEntry`, the entries are handed over one by one as they are
-    /// read and the manifest returned has none, so the caller holds only what it keeps of them.
-    public func manifest(for record: BackupRecord, eachEntry: ((ManifestEntry) throws -> Void)? = nil) async throws -> BackupManifest {
+    /// read and the manifest returned has none, so the caller holds only what it keeps of them; with
+    /// `eachPackedChunk` the same for the locations of its packed chunks.
+    public func manifest(for record: BackupRecord, eachEntry: ((ManifestEntry) throws -> Void)? = nil,
+        eachPackedChunk: ((String, PackedChunk) throws -> Void)? = nil) async throws -> BackupManifest
+    {
+        // A caller handed every part keeps them in its own form: no table of shared ids.
+        let interning = eachEntry == nil || eachPackedChunk == nil
         let key = record.manifestObject
         let (wire, body, length) = try codec.openBody(try await store.get(key), key: key)
         guard let algorithm = CompressionAlgorithm(wireValue: wire) else {
@@ -450,17 +455,17 @@ public final class Repository: Sendable {
             if algorithm == .zstd {
                 // Parsed as it is decompressed: neither the whole text nor a tree of it is held.
                 let stream = try ZstdStreamDecompressor(body, originalSize: length, object: key)
-                var reader = ManifestJSONReader { try stream.refill(&$0) }
-                return try reader.manifest(eachEntry: eachEntry)
+                var reader = ManifestJSONReader(interning: interning) { try stream.refill(&$0) }
+                return try reader.manifest(eachEntry: eachEntry, eachPackedChunk: eachPackedChunk)
             }
             let text = try algorithm.decompress(body, originalSize: length, object: key)
             var given = false
-            var reader = ManifestJSONReader { buffer in
+            var reader = ManifestJSONReader(interning: interning) { buffer in
                 guard !given else { return }
                 given = true
                 buffer.append(contentsOf: text)
             }
-            return try reader.manifest(eachEntry: eachEntry)
+            return try reader.manifest(eachEntry: eachEntry, eachPackedChunk: eachPackedChunk)
         } catch let error as LifeboatError {
             throw error
         } catch let parse as ManifestJSONReader.ParseError {
@@ -471,6 +476,10 @@ public final class Repository: Sendable {
                 if let eachEntry {
                     try manifest.entries.forEach(eachEntry)
                     manifest.entries = []
+                }
+                if let eachPackedChunk, let packed = manifest.packedChunks {
+                    for (id, location) in packed { try eachPackedChunk(id, location) }
+                    manifest.packedChunks = nil
                 }
                 logger.warning("manifest read by the general JSON decoder", metadata: [LogKey.object: .string(key), "lifeboat.reason": .string(parse.description)])
                 return manifest

@@ -196,18 +196,39 @@ public func forEachBounded<T: Sendable, R: Sendable>(_ items: [T], parallelism: 
 public func forEachBoundedInOrder<T: Sendable, R: Sendable>(_ items: [T], parallelism: Int, window: Int = 4096,
     _ body: @escaping @Sendable (T) async throws -> R, consume: (R) async throws -> Void) async throws
 {
+    var position = 0
+    try await forEachBoundedInOrder(next: { () -> T? in
+        guard position < items.count else { return nil }
+        defer { position += 1 }
+        return items[position]
+    }, parallelism: parallelism, window: window, body, consume: consume)
+}
+
+/// The same over items made one at a time by `next` (nil: no more), called in order on the caller's
+/// task, never ahead of the window: a walk of a directory tree need not be a list first.
+public func forEachBoundedInOrder<T: Sendable, R: Sendable>(next: () throws -> T?, parallelism: Int, window: Int = 4096,
+    _ body: @escaping @Sendable (T) async throws -> R, consume: (R) async throws -> Void) async throws
+{
     try await withThrowingTaskGroup(of: (Int, R).self) { group in
         var done: [Int: R] = [:]
-        var next = 0
+        var started = 0
         var emitted = 0
         var running = 0
+        var exhausted = false
         let width = max(parallelism, 1)
-        while running < width, next < items.count, next - emitted < window {
-            let i = next
-            group.addTask { (i, try await body(items[i])) }
-            next += 1
-            running += 1
+        func startMore() throws {
+            while !exhausted, running < width, started - emitted < window {
+                guard let item = try next() else {
+                    exhausted = true
+                    return
+                }
+                let i = started
+                group.addTask { (i, try await body(item)) }
+                started += 1
+                running += 1
+            }
         }
+        try startMore()
         while let (i, r) = try await group.next() {
             running -= 1
             done[i] = r
@@ -215,12 +236,7 @@ public func forEachBoundedInOrder<T: Sendable, R: Sendable>(_ items: [T], parall
                 try await consume(ready)
                 emitted += 1
             }
-            while running < width, next < items.count, next - emitted < window {
-                let j = next
-                group.addTask { (j, try await body(items[j])) }
-                next += 1
-                running += 1
-            }
+            try startMore()
         }
     }
 }
