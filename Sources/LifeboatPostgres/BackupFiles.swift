@@ -9,13 +9,15 @@ import Glibc
 
 /// The newest committed backup, as the next backup uses it: each file's size, modification time and
 /// chunk list (delta bases, files taken over unread), and when it started. Kept compact, since a
-/// cluster of many small relations has a file per relation fork: a file is 24 bytes under a 16-byte
-/// key made of two independent 64-bit hashes of its path (no path string), its chunks 32-byte keys
-/// in one array; about 90 bytes a file against some 280 for strings in a dictionary.
+/// cluster of many small relations has a file per relation fork: a file is a 40-byte record (a
+/// 16-byte key made of two independent 64-bit hashes of its path, no path string) in one array
+/// sorted by key, its chunks 32-byte keys in another; about 72 bytes a file against some 280 for
+/// strings in a dictionary (and a dictionary's buckets, a power of two, are up to 2.7 times its
+/// entries).
 struct PreviousBackup: Sendable {
     /// Two independent hashes of a path: FNV-1a and the standard library's seeded SipHash. Files that
     /// collide in both (about one chance in 2^128 a pair) would also need the same size and time.
-    struct PathKey: Hashable, Sendable {
+    struct PathKey: Hashable, Comparable, Sendable {
         var fnv: UInt64
         var sip: Int
 
@@ -25,6 +27,8 @@ struct PreviousBackup: Sendable {
             fnv = h
             sip = path.hashValue
         }
+
+        static func < (l: PathKey, r: PathKey) -> Bool { (l.fnv, l.sip) < (r.fnv, r.sip) }
     }
 
     /// What the next backup needs of a file the previous one stored.
@@ -37,7 +41,13 @@ struct PreviousBackup: Sendable {
         var chunkCount: UInt32
     }
 
-    private(set) var files: [PathKey: File] = [:]
+    private struct Record: Sendable {
+        var key: PathKey
+        var file: File
+    }
+
+    /// Sorted by key once loaded.
+    private var records: ContiguousArray<Record> = []
     private var chunkKeys: ContiguousArray<ChunkKey> = []
     var startTime: Date
     var chunkSize: Int
@@ -47,7 +57,7 @@ struct PreviousBackup: Sendable {
     static func load(_ repository: Repository) async throws -> (previous: PreviousBackup, packed: PackedChunkTable)? {
         guard let last = try await repository.newestBackup() else { return nil }
         var previous = PreviousBackup(startTime: last.startTime, chunkSize: 0)
-        previous.files.reserveCapacity(last.fileCount)
+        previous.records.reserveCapacity(last.fileCount)
         previous.chunkKeys.reserveCapacity(last.totalChunks)
         var packed = PackedChunkTable()
         // Entries and pack locations are kept as they are read, not first collected: only the
@@ -56,6 +66,7 @@ struct PreviousBackup: Sendable {
             if entry.type == .file { previous.add(entry) }
         }, eachPackedChunk: { id, location in packed.insert(id, at: location) })
         previous.chunkSize = manifest.chunkSize
+        previous.records.sort { $0.key < $1.key }
         if packed.count > 0 {
             // Only packs still there (a pack is never removed while a backup uses it, but the
             // listing costs little and keeps a damaged repository from spreading).
@@ -80,12 +91,25 @@ struct PreviousBackup: Sendable {
             chunkKeys.append(key)
         }
         guard let firstChunk = UInt32(exactly: first), let count = UInt32(exactly: entry.chunks.count) else { return }
-        files[PathKey(entry.path)] = File(size: entry.size, modified: Self.milliseconds(entry.modified), firstChunk: firstChunk, chunkCount: count)
+        records.append(Record(key: PathKey(entry.path),
+            file: File(size: entry.size, modified: Self.milliseconds(entry.modified), firstChunk: firstChunk, chunkCount: count)))
+    }
+
+    /// The previous backup's record of the file at `path` (a binary search).
+    func file(at path: String) -> File? {
+        let key = PathKey(path)
+        var low = 0
+        var high = records.count
+        while low < high {
+            let middle = (low + high) / 2
+            if records[middle].key < key { low = middle + 1 } else { high = middle }
+        }
+        return low < records.count && records[low].key == key ? records[low].file : nil
     }
 
     /// The previous backup's chunk ids of the file at `path`, in order.
     func chunks(of path: String) -> [String]? {
-        files[PathKey(path)].map(chunks(of:))
+        file(at: path).map(chunks(of:))
     }
 
     private func chunks(of file: File) -> [String] {
@@ -99,7 +123,7 @@ struct PreviousBackup: Sendable {
     /// pg_control and postgresql.auto.conf are always read (the latter is rewritten for the backup).
     func unchanged(_ item: DataDirectoryScan.Item, known: ChunkIndex) async -> ManifestEntry? {
         guard item.type == .file, item.path != "global/pg_control", item.path != "postgresql.auto.conf",
-            let file = files[PathKey(item.path)], file.size == item.size, item.modified < startTime.addingTimeInterval(-1),
+            let file = file(at: item.path), file.size == item.size, item.modified < startTime.addingTimeInterval(-1),
             // Manifests keep times to the millisecond.
             file.modified == Self.milliseconds(item.modified), Int(file.chunkCount) == Self.chunkCount(file.size, chunkSize: chunkSize)
         else { return nil }

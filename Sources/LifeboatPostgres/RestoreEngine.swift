@@ -201,7 +201,14 @@ public struct RestoreEngine: Sendable {
             var needed: LSN?
             switch plan.target {
             case .lsn(let l): needed = l
-            case .immediate: needed = record.stopLSN
+            case .immediate:
+                // A primary's backup is consistent at its stop LSN (the backup-end record). A
+                // standby's is consistent at the minimum recovery point of the pg_control it copied
+                // last, which the standby may have moved on from by the time pg_backup_stop read it
+                // as the stop LSN: recovery then stops, consistent, a little before that LSN (seen
+                // after a Patroni failover). PostgreSQL refuses to open a cluster that did not reach
+                // consistency, so the check here is only that replay passed the backup's start.
+                needed = record.source?.role == .standby ? record.startLSN : record.stopLSN
             case .latest: needed = plan.lastNeededSegment?.startLSN(segmentSize: record.walSegmentSize)
             default: needed = nil
             }

@@ -45,22 +45,34 @@ public struct ChunkKey: Hashable, Sendable {
 /// table of pack ids (a few hundred chunks share one), offset and length as 32-bit values (a pack
 /// is a few MiB), and whether the manifest being written uses the chunk. A location that does not
 /// fit (none the pack writer makes) is kept as it is beside them.
+///
+/// Most entries sit in one array sorted by key (48 bytes each, found by binary search); new ones go
+/// to a small dictionary first, merged into the array when it reaches an eighth of it. A dictionary
+/// of them all would take up to 2.7 times the bytes (its buckets are a power of two, at most three
+/// quarters full) and twice that while it doubles; an array's capacity beyond its count is never
+/// touched, so it costs no resident memory.
 public struct PackedChunkTable: Sendable {
-    struct Slot {
+    struct Slot: Sendable {
         var pack: UInt32
         var offset: UInt32
         var length: UInt32
         var used: Bool
     }
 
+    struct Entry: Sendable {
+        var key: ChunkKey
+        var slot: Slot
+    }
+
     private var packIDs: [String] = []
     private var packNumbers: [String: UInt32] = [:]
-    private(set) var slots: [ChunkKey: Slot] = [:]
+    private var sorted: ContiguousArray<Entry> = []
+    private var recent: [ChunkKey: Slot] = [:]
     private var other: [String: PackedChunk] = [:]
 
     public init() {}
 
-    public var count: Int { slots.count + other.count }
+    public var count: Int { sorted.count + recent.count + other.count }
 
     /// Adds (or moves) chunk `id` to `location`.
     public mutating func insert(_ id: String, at location: PackedChunk) {
@@ -76,69 +88,117 @@ public struct PackedChunkTable: Sendable {
             packIDs.append(location.pack)
             packNumbers[location.pack] = number
         }
-        slots[key] = Slot(pack: number, offset: offset, length: length, used: slots[key]?.used ?? false)
+        if let i = index(key) {
+            sorted[i].slot = Slot(pack: number, offset: offset, length: length, used: sorted[i].slot.used)
+            return
+        }
+        recent[key] = Slot(pack: number, offset: offset, length: length, used: recent[key]?.used ?? false)
+        if recent.count >= max(4096, sorted.count / 8) { merge() }
     }
 
-    func location(_ key: ChunkKey) -> PackedChunk? { slots[key].map(location(of:)) }
+    /// Moves the recent entries into the sorted array, merging from its end in place.
+    private mutating func merge() {
+        guard !recent.isEmpty else { return }
+        var incoming = ContiguousArray(recent.map { Entry(key: $0.key, slot: $0.value) })
+        recent = [:]
+        incoming.sort { $0.key < $1.key }
+        var write = sorted.count + incoming.count - 1
+        var left = sorted.count - 1
+        var right = incoming.count - 1
+        guard let filler = incoming.last else { return }
+        sorted.append(contentsOf: repeatElement(filler, count: incoming.count))
+        while right >= 0 {
+            if left >= 0, incoming[right].key < sorted[left].key {
+                sorted[write] = sorted[left]
+                left -= 1
+            } else {
+                sorted[write] = incoming[right]
+                right -= 1
+            }
+            write -= 1
+        }
+    }
+
+    private func index(_ key: ChunkKey) -> Int? {
+        var low = 0
+        var high = sorted.count
+        while low < high {
+            let middle = (low + high) / 2
+            if sorted[middle].key < key { low = middle + 1 } else { high = middle }
+        }
+        return low < sorted.count && sorted[low].key == key ? low : nil
+    }
+
+    func slot(_ key: ChunkKey) -> Slot? {
+        if let slot = recent[key] { return slot }
+        return index(key).map { sorted[$0].slot }
+    }
+
+    func location(_ key: ChunkKey) -> PackedChunk? { slot(key).map(location(of:)) }
     func location(other id: String) -> PackedChunk? { other[id] }
 
     func location(of slot: Slot) -> PackedChunk {
         PackedChunk(pack: packIDs[Int(slot.pack)], offset: Int(slot.offset), length: Int(slot.length))
     }
 
-    func contains(_ key: ChunkKey) -> Bool { slots[key] != nil }
+    func contains(_ key: ChunkKey) -> Bool { slot(key) != nil }
     func contains(other id: String) -> Bool { other[id] != nil }
 
     /// Marks chunk `key` as used by the manifest being written.
-    mutating func markUsed(_ key: ChunkKey) { slots[key]?.used = true }
-
-    /// The used chunks' locations in id order, as the manifest lists them: their keys sorted (a
-    /// 32-byte key orders as its hex text does), the ids' text made one at a time.
-    func used() -> UsedPackedChunks {
-        var keys: [ChunkKey] = []
-        for (key, slot) in slots where slot.used { keys.append(key) }
-        keys.sort()
-        return UsedPackedChunks(keys: keys, table: self)
+    mutating func markUsed(_ key: ChunkKey) {
+        if recent[key] != nil {
+            recent[key]?.used = true
+        } else if let i = index(key) {
+            sorted[i].slot.used = true
+        }
     }
+
+    /// Every entry in the sorted array (before `usedEntries`).
+    mutating func mergeRecent() { merge() }
+
+    /// The used entries, in key order (a 32-byte key orders as its hex text does), once merged.
+    var usedEntries: LazyFilterSequence<ContiguousArray<Entry>> { sorted.lazy.filter(\.slot.used) }
 
     /// Only the packs in `present` (a damaged repository's missing pack does not spread).
     public mutating func keepPacks(in present: Set<String>) {
         let gone = Set(packIDs.indices.filter { !present.contains(packIDs[$0]) }.map { UInt32($0) })
-        if !gone.isEmpty { slots = slots.filter { !gone.contains($0.value.pack) } }
+        if !gone.isEmpty {
+            sorted.removeAll { gone.contains($0.slot.pack) }
+            recent = recent.filter { !gone.contains($0.value.pack) }
+        }
         other = other.filter { present.contains($0.value.pack) }
     }
 }
 
 /// The packed chunks a manifest lists, ids ascending, each id's text made as it is reached.
 public struct UsedPackedChunks: Sequence, Sendable {
-    let keys: [ChunkKey]
     let table: PackedChunkTable
     var otherUsed: [String: PackedChunk] = [:]
 
-    public var isEmpty: Bool { keys.isEmpty && otherUsed.isEmpty }
-
     public struct Iterator: IteratorProtocol {
         let chunks: UsedPackedChunks
-        var position = 0
+        var entries: LazyFilterSequence<ContiguousArray<PackedChunkTable.Entry>>.Iterator
+        var pending: (String, PackedChunk)?
         var rest: ArraySlice<String>
 
         public mutating func next() -> (String, PackedChunk)? {
-            while true {
-                let id = position < chunks.keys.count ? chunks.keys[position].id : nil
-                if let first = rest.first, id == nil || first < id ?? "" {
-                    rest = rest.dropFirst()
-                    if let location = chunks.otherUsed[first] { return (first, location) }
-                    continue
-                }
-                guard let id else { return nil }
-                let key = chunks.keys[position]
-                position += 1
-                if let slot = chunks.table.slots[key] { return (id, chunks.table.location(of: slot)) }
+            if pending == nil, let entry = entries.next() {
+                pending = (entry.key.id, chunks.table.location(of: entry.slot))
             }
+            if let first = rest.first, pending.map({ first < $0.0 }) ?? true {
+                // An id that is not a chunk key comes first (none the repository makes).
+                rest = rest.dropFirst()
+                if let location = chunks.otherUsed[first] { return (first, location) }
+                return next()
+            }
+            defer { pending = nil }
+            return pending
         }
     }
 
-    public func makeIterator() -> Iterator { Iterator(chunks: self, rest: otherUsed.keys.sorted()[...]) }
+    public func makeIterator() -> Iterator {
+        Iterator(chunks: self, entries: table.usedEntries.makeIterator(), pending: nil, rest: otherUsed.keys.sorted()[...])
+    }
 }
 
 extension ChunkKey: Comparable {
@@ -289,7 +349,8 @@ public actor ChunkIndex {
 
     /// The packed chunks the manifest being written named, with their locations, in id order.
     public func usedPackedChunks() -> UsedPackedChunks {
-        var used = packed.used()
+        packed.mergeRecent()
+        var used = UsedPackedChunks(table: packed)
         for id in otherPackedUsed { used.otherUsed[id] = packed.location(other: id) }
         return used
     }

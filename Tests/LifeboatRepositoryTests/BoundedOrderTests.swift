@@ -53,4 +53,28 @@ struct BoundedOrderTests {
         try await forEachBoundedInOrder([Int](), parallelism: 3) { $0 } consume: { _ in none += 1 }
         #expect(none == 0)
     }
+
+    /// Items made one at a time (a directory walk): made in order, never further ahead of the
+    /// consumer than the window, and not asked for again once the maker said there are no more.
+    @Test func itemsMadeOneAtATimeAreMadeOnlyAsTheWindowAllows() async throws {
+        var made = 0
+        var asksAfterEnd = 0
+        var mostAhead = 0
+        var seen: [Int] = []
+        try await forEachBoundedInOrder(next: { () -> Int? in
+            if made == 300 {
+                asksAfterEnd += 1
+                return nil
+            }
+            made += 1
+            mostAhead = max(mostAhead, made - seen.count)
+            return made - 1
+        }, parallelism: 3, window: 16) { i -> Int in
+            try await Task.sleep(for: .milliseconds(i % 50 == 0 ? 40 : 0))
+            return i + 1000
+        } consume: { seen.append($0) }
+        #expect(seen == (0..<300).map { $0 + 1000 })
+        #expect(mostAhead <= 16, "made \(mostAhead) ahead of the consumer with a window of 16")
+        #expect(asksAfterEnd == 1)
+    }
 }
