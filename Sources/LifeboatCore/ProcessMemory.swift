@@ -1,7 +1,9 @@
 import Foundation
 
 /// The process's own memory as the kernel counts it (`/proc/self/status`): resident now and at its
-/// peak, for the debug log of phases whose memory must stay bounded (a backup's file list).
+/// peak, and of the resident set now what is anonymous (the heap: what the process made) and what is
+/// file-backed (the pages of the binary and the Swift runtime, Foundation and ICU it maps: about 40
+/// MiB, clean and shared), for the debug log of phases whose memory must stay bounded.
 public enum ProcessMemory {
     /// Resident and peak resident MiB; nil where `/proc` is absent.
     public static func residentMiB() -> (now: Int, peak: Int)? {
@@ -15,10 +17,23 @@ public enum ProcessMemory {
         return (now / 1024, peak / 1024)
     }
 
-    /// Metadata-ready text: "now 40 MiB, peak 52 MiB".
+    /// Resident anonymous and file-backed MiB now; nil where `/proc` is absent.
+    public static func residentSplitMiB() -> (anonymous: Int, file: Int)? {
+        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
+        var anonymous: Int?
+        var file: Int?
+        for line in text.split(separator: "\n") {
+            if line.hasPrefix("RssAnon:") { anonymous = kib(line) } else if line.hasPrefix("RssFile:") { file = kib(line) }
+        }
+        guard let anonymous, let file else { return nil }
+        return (anonymous / 1024, file / 1024)
+    }
+
+    /// Metadata-ready text: "now 40 MiB (anonymous 12, file 28), peak 52 MiB".
     public static var summary: String {
         guard let m = residentMiB() else { return "unknown" }
-        return "now \(m.now) MiB, peak \(m.peak) MiB"
+        let split = residentSplitMiB().map { " (anonymous \($0.anonymous), file \($0.file))" } ?? ""
+        return "now \(m.now) MiB\(split), peak \(m.peak) MiB"
     }
 
     private static func kib(_ line: Substring) -> Int? {

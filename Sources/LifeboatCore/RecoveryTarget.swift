@@ -26,7 +26,14 @@ public enum RecoveryTarget: Sendable, Equatable, CustomStringConvertible {
     /// The recovery target settings for PostgreSQL: every `recovery_target*` key, the others empty and
     /// the chosen one last with its value, so a target left in any configuration file by an earlier
     /// restore cannot add a second one ("multiple recovery targets specified").
-    public func recoverySettings() -> [(key: String, value: String)] {
+    ///
+    /// The server promotes itself at the target, or, with `pauseAtTarget` (for a restore that starts
+    /// the server and promotes it with `pg_promote`), pauses there. A server that promotes itself at a
+    /// target writes an end-of-recovery checkpoint and accepts connections only after it (every
+    /// buffer replay dirtied written and fsynced); one promoted by `pg_promote` writes an
+    /// end-of-recovery record and checkpoints in the background, as a standby promoted in a
+    /// failover does. `.latest` has no target to pause at and always promotes itself.
+    public func recoverySettings(pauseAtTarget: Bool = false) -> [(key: String, value: String)] {
         var values = ["recovery_target": "", "recovery_target_lsn": "", "recovery_target_name": "", "recovery_target_time": "",
             "recovery_target_xid": ""]
         switch self {
@@ -42,7 +49,7 @@ public enum RecoveryTarget: Sendable, Equatable, CustomStringConvertible {
         var settings = values.keys.sorted().filter { values[$0] == "" }.map { ($0, "") }
             + values.keys.sorted().filter { values[$0] != "" }.map { ($0, values[$0] ?? "") }
         settings.append(("recovery_target_inclusive", "on"))
-        settings.append(("recovery_target_action", "promote"))
+        settings.append(("recovery_target_action", pauseAtTarget && self != .latest ? "pause" : "promote"))
         return settings
     }
 

@@ -144,7 +144,7 @@ public struct BackupEngine: Sendable {
         // The newest backup's files: a changed chunk is stored as a delta against the chunk that held
         // the same bytes of the same file then; a file unchanged since is not read again.
         var loaded = try await PreviousBackup.load(repo)
-        let known = ChunkIndex(try await repo.chunkCatalog(), table: loaded?.packed ?? PackedChunkTable())
+        let known = ChunkIndex(try await repo.chunkListing(), table: loaded?.packed ?? PackedChunkTable())
         let previous = loaded?.previous
         loaded = nil  // the index's copy of the pack locations is then the only one, and grows in place
         _ = lifeboat_release_free_memory()  // the reader's buffers

@@ -179,12 +179,16 @@ public struct RestoreEngine: Sendable {
         }
         defer { prefetcher.cancel() }
         do {
-            try await cluster.start(environment: options.invocation.environment, settings: options.recoveryRunSettings,
-                timeout: options.recoveryTimeout)
+            let promotes = Self.promotesAtTarget(options, plan: plan)
+            var settings = options.recoveryRunSettings
+            // Pausing needs a hot standby: without one PostgreSQL shuts down at the target instead.
+            if promotes { settings["hot_standby"] = "on" }
+            try await cluster.start(environment: options.invocation.environment, settings: settings, timeout: options.recoveryTimeout)
             if options.standby != nil {
                 try await Self.waitForStandby(cluster: cluster, timeout: options.recoveryTimeout, logger: log)
             } else {
-                let achieved = try await Self.waitForPromotion(cluster: cluster, timeout: options.recoveryTimeout, logger: log)
+                let achieved = try await Self.waitForPromotion(cluster: cluster, timeout: options.recoveryTimeout, promoteWhenPaused: promotes,
+                    logger: log)
                 report.achievedTime = achieved.time
                 report.achievedLSN = achieved.lsn
                 report.timeline = achieved.timeline
@@ -537,7 +541,7 @@ public struct RestoreEngine: Sendable {
             try TablespaceGuard.write(TablespaceGuard.Plan(dataDirectory: dest,
                 directories: Dictionary(uniqueKeysWithValues: plan.tablespaceDirectories.map { (String($0.key), $0.value) }),
                 defaultParent: dest + ".tablespaces"), owner: fileOwner)
-            recovery = plan.target.recoverySettings()
+            recovery = plan.target.recoverySettings(pauseAtTarget: Self.promotesAtTarget(options, plan: plan))
             recovery += [("recovery_target_timeline", String(plan.timeline)), ("restore_command", invocation.spoolingRestoreCommand),
                 ("recovery_end_command", LifeboatInvocation.command([invocation.executable, "wal", "recovery-end", dest])),
                 ("primary_conninfo", ""), ("primary_slot_name", "")]
@@ -552,7 +556,15 @@ public struct RestoreEngine: Sendable {
     // MARK: - waiting
 
     /// Polls until recovery has ended and the server is promoted; fails if the server dies.
-    static func waitForPromotion(cluster: LocalCluster, timeout: TimeInterval, logger: Logger) async throws
+    /// Whether the restore starts the server paused at its target and promotes it itself
+    /// (`RecoveryTarget.recoverySettings(pauseAtTarget:)`): a started, promoted restore to a target.
+    static func promotesAtTarget(_ options: RestoreOptions, plan: RestorePlan) -> Bool {
+        options.start && options.standby == nil && plan.target != .latest
+    }
+
+    /// Polls until the server left recovery; with `promoteWhenPaused`, promotes it with `pg_promote`
+    /// once replay paused at the target.
+    static func waitForPromotion(cluster: LocalCluster, timeout: TimeInterval, promoteWhenPaused: Bool = false, logger: Logger) async throws
         -> (time: Date?, lsn: String?, timeline: UInt32?)
     {
         let deadline = Date().addingTimeInterval(timeout)
@@ -563,7 +575,13 @@ public struct RestoreEngine: Sendable {
             }
             if let session = try? await PostgresSession.connect(cluster.endpoint(), logger: logger) {
                 var answer: [String?]?
-                if (try? await session.value("SELECT pg_is_in_recovery()::text")) == "false" {
+                var recovering = try? await session.value("SELECT pg_is_in_recovery()::text")
+                if recovering == "true", promoteWhenPaused, (try? await session.value("SELECT pg_is_wal_replay_paused()::text")) == "true" {
+                    // At the target: promote now (waits up to a minute for the promotion to finish).
+                    logger.info("recovery paused at its target; promoting")
+                    if (try? await session.value("SELECT pg_promote(true, 60)::text")) == "true" { recovering = "false" }
+                }
+                if recovering == "false" {
                     answer = try? await session.query("""
                         SELECT 'false', pg_last_xact_replay_timestamp()::text, pg_last_wal_replay_lsn()::text,
                                substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)

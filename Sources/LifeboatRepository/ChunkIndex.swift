@@ -205,6 +205,38 @@ extension ChunkKey: Comparable {
     public static func < (l: ChunkKey, r: ChunkKey) -> Bool { (l.a, l.b, l.c, l.d) < (r.a, r.b, r.c, r.d) }
 }
 
+/// A repository's chunk objects as the chunk index keeps them (32-byte keys), folded in from the
+/// store's listing a page at a time: the listing is never held as text (at 10 TB, some ten million
+/// keys of 74 characters).
+public struct ChunkListing: Sendable {
+    var whole: Set<ChunkKey> = []
+    var deltas: [ChunkKey: ChunkKey] = [:]
+    /// Ids that are not chunk keys.
+    var other = ChunkCatalog()
+
+    public init() {}
+
+    public init(_ catalog: ChunkCatalog) {
+        for id in catalog.whole { add(id: id, base: nil) }
+        for (id, base) in catalog.deltas { add(id: id, base: base) }
+    }
+
+    public var count: Int { whole.count + deltas.count + other.whole.count + other.deltas.count }
+
+    /// A chunk object: whole (`base` nil) or a delta against `base`. Seeing one twice changes nothing.
+    public mutating func add(id: String, base: String?) {
+        guard let key = ChunkKey(id) else {
+            if let base { other.deltas[id] = base } else { other.whole.insert(id) }
+            return
+        }
+        if let base {
+            if let baseKey = ChunkKey(base) { deltas[key] = baseKey } else { other.deltas[id] = base }
+        } else {
+            whole.insert(key)
+        }
+    }
+}
+
 /// Chunks known to be in a repository or being stored by one writer (a backup, a copy), and how each
 /// is stored: whole, as a delta against a whole base, or in a pack. Ids are kept as 32-byte keys; an
 /// id that is not 64 lower-case hex digits (none the repository makes) is kept as text beside them.
@@ -226,17 +258,17 @@ public actor ChunkIndex {
     public init(_ catalog: ChunkCatalog, packed: [String: PackedChunk] = [:]) {
         var table = PackedChunkTable()
         for (id, location) in packed { table.insert(id, at: location) }
-        self.init(catalog, table: table)
+        self.init(ChunkListing(catalog), table: table)
     }
 
     public init(_ catalog: ChunkCatalog, table: PackedChunkTable) {
-        whole.reserveCapacity(catalog.whole.count)
-        for id in catalog.whole {
-            if let key = ChunkKey(id) { whole.insert(key) } else { other.whole.insert(id) }
-        }
-        for (id, base) in catalog.deltas {
-            if let key = ChunkKey(id), let baseKey = ChunkKey(base) { deltas[key] = baseKey } else { other.deltas[id] = base }
-        }
+        self.init(ChunkListing(catalog), table: table)
+    }
+
+    public init(_ listing: ChunkListing, table: PackedChunkTable) {
+        whole = listing.whole
+        deltas = listing.deltas
+        other = listing.other
         packed = table
     }
 

@@ -79,11 +79,16 @@ public struct FileStore: ObjectStore {
     }
 
     public func list(prefix: String) async throws -> [ObjectInfo] {
+        var result: [ObjectInfo] = []
+        try await list(prefix: prefix) { result.append(contentsOf: $0) }
+        return result
+    }
+
+    /// A page per directory (`chunks/ab/`: one of 256).
+    public func list(prefix: String, eachPage: ([ObjectInfo]) throws -> Void) async throws {
         // Walk from the deepest directory the prefix names.
         let dirPart = prefix.contains("/") ? String(prefix[..<(prefix.lastIndex(of: "/") ?? prefix.startIndex)]) : ""
-        var result: [ObjectInfo] = []
-        try walk(relative: dirPart, prefix: prefix, into: &result)
-        return result
+        try walk(relative: dirPart, prefix: prefix, eachPage: eachPage)
     }
 
     public func delete(_ key: String) async throws {
@@ -114,13 +119,14 @@ public struct FileStore: ObjectStore {
 
     // MARK: - helpers
 
-    private func walk(relative: String, prefix: String, into result: inout [ObjectInfo]) throws {
+    private func walk(relative: String, prefix: String, eachPage: ([ObjectInfo]) throws -> Void) throws {
         let dirPath = relative.isEmpty ? root : root + "/" + relative
         guard let dir = opendir(dirPath) else {
             if errno == ENOENT || errno == ENOTDIR { return }
             throw FileIO.error("could not list \(relative)", errno: errno, path: dirPath)
         }
         defer { closedir(dir) }
+        var result: [ObjectInfo] = []
         while let entry = readdir(dir) {
             let name = withUnsafePointer(to: entry.pointee.d_name) {
                 $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
@@ -131,12 +137,13 @@ public struct FileStore: ObjectStore {
             guard lstat(root + "/" + key, &st) == 0 else { continue }
             if (st.st_mode & S_IFMT) == S_IFDIR {
                 if prefix.hasPrefix(key + "/") || (key + "/").hasPrefix(prefix) || key.hasPrefix(prefix) {
-                    try walk(relative: key, prefix: prefix, into: &result)
+                    try walk(relative: key, prefix: prefix, eachPage: eachPage)
                 }
             } else if (st.st_mode & S_IFMT) == S_IFREG, key.hasPrefix(prefix) {
                 result.append(ObjectInfo(key: key, size: Int(st.st_size), modified: Date(timeIntervalSince1970: TimeInterval(st.st_mtim.tv_sec) + TimeInterval(st.st_mtim.tv_nsec) / 1e9)))
             }
         }
+        if !result.isEmpty { try eachPage(result) }
     }
 
     private func ensureDirectory(_ dir: String) throws {

@@ -51,6 +51,11 @@ public protocol ObjectStore: Sendable {
     /// (still being written) objects.
     func list(prefix: String) async throws -> [ObjectInfo]
 
+    /// The same, handed over a page at a time (an S3 listing page, a directory), so a caller that
+    /// folds them into something smaller (the chunk index) never holds every key as text. After a
+    /// retried failure pages may come again: the caller must tolerate seeing an object twice.
+    func list(prefix: String, eachPage: ([ObjectInfo]) throws -> Void) async throws
+
     /// True when the store holds no object at all (a new location; `repo init` refuses anything else).
     /// A missing directory or an empty bucket prefix is empty.
     func isEmpty() async throws -> Bool
@@ -88,5 +93,12 @@ extension ObjectStore {
 
     public func extendProtection(_ key: String, until: Date) async throws {
         try await extendProtection(key, until: until, class: .recoveryData)
+    }
+}
+
+extension ObjectStore {
+    /// One page: the whole listing (stores without pages of their own).
+    public func list(prefix: String, eachPage: ([ObjectInfo]) throws -> Void) async throws {
+        try eachPage(try await list(prefix: prefix))
     }
 }

@@ -170,6 +170,15 @@ extension Repository {
 
     /// Where the newest backup's packed chunks lie, for a writer's `ChunkIndex` (packs are not listed
     /// chunk by chunk), keeping only packs still present.
+    /// The same as the chunk index keeps them, read as the manifest is read.
+    public func newestPackedChunkTable() async throws -> PackedChunkTable {
+        guard let last = try await newestBackup() else { return PackedChunkTable() }
+        var table = PackedChunkTable()
+        _ = try await manifest(for: last, eachEntry: { _ in }, eachPackedChunk: { id, location in table.insert(id, at: location) })
+        if table.count > 0 { table.keepPacks(in: try await packIDs()) }
+        return table
+    }
+
     public func newestPackedChunks() async throws -> [String: PackedChunk] {
         guard let last = try await newestBackup() else { return [:] }
         let packed = try await manifest(for: last).packedChunks ?? [:]

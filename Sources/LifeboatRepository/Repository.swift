@@ -353,6 +353,17 @@ public final class Repository: Sendable {
     }
 
     /// Every chunk in the repository and how it is stored.
+    /// The chunk objects as the chunk index keeps them, the listing folded in page by page.
+    public func chunkListing() async throws -> ChunkListing {
+        var listing = ChunkListing()
+        try await store.list(prefix: RepositoryObject.Family.chunks.prefix) { page in
+            for info in page {
+                if let (id, base) = RepositoryObject(key: info.key)?.chunk { listing.add(id: id, base: base) }
+            }
+        }
+        return listing
+    }
+
     public func chunkCatalog() async throws -> ChunkCatalog {
         var catalog = ChunkCatalog()
         for (object, _) in try await store.list(.chunks) {

@@ -60,7 +60,7 @@ public struct RepositoryCopier: Sendable {
         let existing = Set(try await target.backups().map(\.id))
         var report = CopyReport(copiedBackups: [], presentBackups: [], chunksCopied: 0, chunksPresent: 0, walFilesCopied: 0,
             walFilesPresent: 0, bytesWritten: 0)
-        let known = ChunkIndex(try await target.chunkCatalog(), packed: try await target.newestPackedChunks())
+        let known = ChunkIndex(try await target.chunkListing(), table: try await target.newestPackedChunkTable())
         let stats = CopyStats()
         let src = source
         let dst = target

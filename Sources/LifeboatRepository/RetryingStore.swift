@@ -44,6 +44,12 @@ public struct RetryingStore: ObjectStore {
     public func get(_ key: String) async throws -> Data { try await retrying(key) { try await base.get(key) } }
     public func info(_ key: String) async throws -> ObjectInfo? { try await retrying(key) { try await base.info(key) } }
     public func list(prefix: String) async throws -> [ObjectInfo] { try await retrying(prefix) { try await base.list(prefix: prefix) } }
+    public func list(prefix: String, eachPage: ([ObjectInfo]) throws -> Void) async throws {
+        // A retry lists again from the start: pages already handed over come again.
+        try await withoutActuallyEscaping(eachPage) { each in
+            try await retrying(prefix) { try await base.list(prefix: prefix, eachPage: each) }
+        }
+    }
     public func isEmpty() async throws -> Bool { try await retrying("") { try await base.isEmpty() } }
     public func delete(_ key: String) async throws { try await retrying(key) { try await base.delete(key) } }
     public func deleteBookkeeping(_ key: String) async throws { try await retrying(key) { try await base.deleteBookkeeping(key) } }

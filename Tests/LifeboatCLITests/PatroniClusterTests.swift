@@ -126,7 +126,7 @@ import Testing
         let began = Date()
         // Progress goes to stderr and to a file in the sandbox (kept when the test fails).
         let progress = sandbox.path("progress.log")
-        FileManager.default.createFile(atPath: progress, contents: Data())
+        _ = FileManager.default.createFile(atPath: progress, contents: Data())
         func say(_ line: String) {
             let text = Data("[patroni +\(Int(Date().timeIntervalSince(began)))s] \(line)\n".utf8)
             FileHandle.standardError.write(text)

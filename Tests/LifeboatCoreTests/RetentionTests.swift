@@ -106,5 +106,10 @@ struct RetentionTests {
         }
         #expect(dict(.immediate)["recovery_target"] == "immediate" && dict(.immediate)["recovery_target_action"] == "promote")
         #expect(dict(.xid(42))["recovery_target_xid"] == "42" && dict(.xid(42))["recovery_target_time"] == "")
+        // A restore that promotes the server itself pauses it at a target; there is none to pause at
+        // for the latest point.
+        let paused = Dictionary(uniqueKeysWithValues: RecoveryTarget.lsn(LSN(0x3000000)).recoverySettings(pauseAtTarget: true).map { ($0.key, $0.value) })
+        #expect(paused["recovery_target_action"] == "pause" && paused["recovery_target_lsn"] == "0/3000000")
+        #expect(Dictionary(uniqueKeysWithValues: RecoveryTarget.latest.recoverySettings(pauseAtTarget: true).map { ($0.key, $0.value) })["recovery_target_action"] == "promote")
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import LifeboatCore
+import LifeboatTesting
 import Testing
 
 @testable import LifeboatRepository
@@ -81,5 +82,20 @@ struct ChunkIndexTests {
         let manifest = try ManifestJSONReader.decode(text)
         #expect(manifest.entries.count == expected.count)
         #expect(manifest.packedChunks == expected)
+    }
+
+    /// The chunk objects are folded into the index's keys page by page as the store lists them.
+    @Test func theChunkListingIsFoldedInPageByPage() async throws {
+        let sandbox = try TestSandbox("chunk-listing")
+        defer { Task { await sandbox.remove() } }
+        let store = FileStore(root: sandbox.path("repo"))
+        let repo = try await Repository.initialize(store: store, key: .passphrase("pw"), logger: TestSandbox.logger())
+        let ids = (0..<700).map(Self.id)
+        for id in ids { _ = try await repo.putChunk(id: id, data: Data(id.utf8), deltaBase: nil) }
+        let listing = try await repo.chunkListing()
+        #expect(listing.count == 700)
+        let index = ChunkIndex(listing, table: PackedChunkTable())
+        for id in ids.prefix(50) { #expect(await index.contains(id)) }
+        #expect(await !index.contains(Self.id(10_000)))
     }
 }

@@ -66,6 +66,15 @@ enum Backend: String, CaseIterable, Sendable, CustomTestStringConvertible {
         #expect(try await store.list(prefix: "chunks/00/").count == 4)
         #expect(try await store.list(prefix: "nothing/").isEmpty)
         #expect(try await store.list(prefix: "").count == 1012)
+        // Page by page: the same objects, each page small (a directory, or up to 1,000 keys).
+        var paged: [String] = []
+        var largest = 0
+        try await store.list(prefix: "chunks/") { page in
+            paged += page.map(\.key)
+            largest = max(largest, page.count)
+        }
+        #expect(paged.count == 1010 && Set(paged) == Set(keys))
+        #expect(largest <= 1000, "a page holds at most 1000 keys: \(largest)")
     }
 
     @Test(arguments: Backend.allCases)

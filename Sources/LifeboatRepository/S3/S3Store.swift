@@ -138,15 +138,20 @@ public struct S3Store: ObjectStore {
 
     public func list(prefix: String) async throws -> [ObjectInfo] {
         var result: [ObjectInfo] = []
+        try await list(prefix: prefix) { result.append(contentsOf: $0) }
+        return result
+    }
+
+    /// A page per ListObjectsV2 response (up to 1,000 keys).
+    public func list(prefix: String, eachPage: ([ObjectInfo]) throws -> Void) async throws {
         var token: String?
         repeat {
             let page = try await s3.listPage(prefix: settings.prefix + prefix, continuation: token)
-            for item in page.objects where item.key.hasPrefix(settings.prefix) {
-                result.append(ObjectInfo(key: String(item.key.dropFirst(settings.prefix.count)), size: item.size, modified: item.modified))
-            }
+            try eachPage(page.objects.filter { $0.key.hasPrefix(settings.prefix) }.map {
+                ObjectInfo(key: String($0.key.dropFirst(settings.prefix.count)), size: $0.size, modified: $0.modified)
+            })
             token = page.nextContinuationToken
         } while token != nil
-        return result
     }
 
     public func isEmpty() async throws -> Bool {
