@@ -568,6 +568,7 @@ public struct RestoreEngine: Sendable {
         -> (time: Date?, lsn: String?, timeline: UInt32?)
     {
         let deadline = Date().addingTimeInterval(timeout)
+        var promoteRequested = false
         while Date() < deadline {
             guard cluster.isRunning else {
                 throw LifeboatError(.recoveryFailed, "PostgreSQL stopped during recovery of \(cluster.dataDirectory)",
@@ -575,11 +576,23 @@ public struct RestoreEngine: Sendable {
             }
             if let session = try? await PostgresSession.connect(cluster.endpoint(), logger: logger) {
                 var answer: [String?]?
-                var recovering = try? await session.value("SELECT pg_is_in_recovery()::text")
-                if recovering == "true", promoteWhenPaused, (try? await session.value("SELECT pg_is_wal_replay_paused()::text")) == "true" {
-                    // At the target: promote now (waits up to a minute for the promotion to finish).
+                let recovering = try? await session.value("SELECT pg_is_in_recovery()::text")
+                if recovering == "true", promoteWhenPaused, !promoteRequested,
+                    (try? await session.value("SELECT pg_is_wal_replay_paused()::text")) == "true"
+                {
+                    // At the target: promote. The startup process, paused, checks for a promotion
+                    // request only when it wakes, and the request does not wake it: it would sleep out
+                    // its second. Resuming wakes it; pausing again at once keeps it in its pause loop,
+                    // where it then sees the request and promotes (an end-of-recovery record, the
+                    // checkpoint in the background). Should it see the resume first, it leaves the
+                    // pause and promotes with a checkpoint instead: the same point either way.
                     logger.info("recovery paused at its target; promoting")
-                    if (try? await session.value("SELECT pg_promote(true, 60)::text")) == "true" { recovering = "false" }
+                    promoteRequested = true
+                    _ = try? await session.value("SELECT pg_promote(false)::text")
+                    _ = try? await session.query("SELECT pg_wal_replay_resume(), pg_wal_replay_pause()")
+                    await session.close()
+                    try await Task.sleep(for: .milliseconds(20))
+                    continue
                 }
                 if recovering == "false" {
                     answer = try? await session.query("""

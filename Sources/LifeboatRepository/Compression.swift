@@ -81,16 +81,19 @@ enum ZstdDelta {
 /// zstd one-shot (de)compression on pooled contexts, optionally against a prefix (a delta's base:
 /// then with zstd's content checksum, so a wrong base is caught on decompression).
 enum Zstd {
+    /// The output goes into a buffer from malloc, shrunk to the frame's size and handed to the
+    /// returned `Data` without a copy: a `Data(count:)` of the bound would zero a chunk's size (and
+    /// touch every page of it) for a frame a twentieth of that.
     static func compress(_ input: Data, level: Int32, prefix: Data?) throws -> Data {
         let bound = ZSTD_compressBound(input.count)
-        var out = Data(count: bound)
+        guard let out = malloc(max(bound, 1)) else { throw LifeboatError(.internalError, "out of memory compressing \(input.count) bytes") }
+        var owned = true
+        defer { if owned { free(out) } }
         let written = try ZstdContexts.shared.withCompressor { cctx -> Int in
             ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters)
             ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level)
             let run = { () -> Int in
-                out.withUnsafeMutableBytes { o in
-                    input.withUnsafeBytes { i in ZSTD_compress2(cctx, o.baseAddress, bound, i.baseAddress, input.count) }
-                }
+                input.withUnsafeBytes { i in ZSTD_compress2(cctx, out, bound, i.baseAddress, input.count) }
             }
             guard let prefix else { return run() }
             ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1)
@@ -102,18 +105,24 @@ enum Zstd {
         if ZSTD_isError(written) != 0 {
             throw LifeboatError(.internalError, "zstd compression failed: \(String(cString: ZSTD_getErrorName(written)))")
         }
-        out.count = written
-        return out
+        // Shrinking keeps the block where it is; the tail goes back to malloc.
+        let frame = realloc(out, max(written, 1)) ?? out
+        owned = false
+        return Data(bytesNoCopy: frame, count: written, deallocator: .free)
     }
 
+    /// Into a buffer from malloc that the returned `Data` takes over (every byte of it is written:
+    /// the length is checked), not one zeroed first.
     static func decompress(_ input: Data, originalSize: Int, prefix: Data?, object: String) throws -> Data {
-        var out = Data(count: originalSize)
+        guard let out = malloc(max(originalSize, 1)) else {
+            throw LifeboatError(.internalError, "out of memory decompressing \(object) (\(originalSize) bytes)")
+        }
+        var owned = true
+        defer { if owned { free(out) } }
         let n = try ZstdContexts.shared.withDecompressor { dctx -> Int in
             ZSTD_DCtx_reset(dctx, ZSTD_reset_session_and_parameters)
             let run = { () -> Int in
-                out.withUnsafeMutableBytes { o in
-                    input.withUnsafeBytes { i in ZSTD_decompressDCtx(dctx, o.baseAddress, originalSize, i.baseAddress, input.count) }
-                }
+                input.withUnsafeBytes { i in ZSTD_decompressDCtx(dctx, out, originalSize, i.baseAddress, input.count) }
             }
             guard let prefix else { return run() }
             ZSTD_DCtx_setParameter(dctx, ZSTD_d_windowLogMax, 30)
@@ -126,7 +135,8 @@ enum Zstd {
             throw LifeboatError(.integrity, prefix == nil ? "object \(object) does not decompress" : "object \(object) does not rebuild from its base chunk",
                 hint: "run `lifeboat verify`")
         }
-        return out
+        owned = false
+        return Data(bytesNoCopy: out, count: originalSize, deallocator: .free)
     }
 }
 
