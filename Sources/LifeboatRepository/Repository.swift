@@ -83,7 +83,8 @@ public final class Repository: Sendable {
                 hint: "choose a new or empty location for the repository; lifeboat never initializes over existing data")
         }
         let kdf = KDFParameters.fresh()
-        let kek = try kdf.keyEncryptionKey(secret: try key.secret())
+        let secret = try key.secret()
+        let kek = try kdf.keyEncryptionKey(secret: secret)
         let master = SymmetricKey(size: .bits256)
         let sealed = try AES.GCM.seal(master.withUnsafeBytes { Data($0) }, using: kek, authenticating: Data("lifeboat master key".utf8))
         guard let combined = sealed.combined else { throw LifeboatError(.internalError, "could not seal the master key") }
@@ -94,6 +95,9 @@ public final class Repository: Sendable {
         guard try await store.putIfAbsent(configKey, data: data) else {
             throw LifeboatError(.repository, "\(store.location) was initialized by someone else meanwhile")
         }
+        // The key was derived here: remembered as an open would, so the first backup or WAL push
+        // does not run scrypt (and its 32 MiB work area) again.
+        KeyCache.current()?.remember(kek, repositoryID: config.repositoryID, salt: kdf.salt, secret: secret)
         logger.info("repository initialized", metadata: [LogKey.repository: .string(store.location)])
         return Repository(store: store, config: config, keys: RepositoryKeys(master: master), logger: logger)
     }

@@ -48,6 +48,18 @@ struct KeyCacheTests {
         #expect(KeyCache.current(environment: ["LIFEBOAT_KEY_CACHE": dir]) == nil)
     }
 
+    /// `repo init` derived the key: the first command after it (a backup, a WAL push) finds it and
+    /// runs no scrypt of its own.
+    @Test func aNewRepositoryIsRememberedByItsInitialization() async throws {
+        let sandbox = try TestSandbox("key-cache-init")
+        defer { Task { await sandbox.remove() } }
+        guard let cache = KeyCache.current() else { return }  // no private tmpfs here: nothing to remember in
+        let repo = try await Repository.initialize(store: FileStore(root: sandbox.path("repo")), key: .passphrase("init pass"),
+            logger: TestSandbox.logger())
+        #expect(cache.key(repositoryID: repo.config.repositoryID, salt: repo.config.kdf.salt, secret: try KeySource.passphrase("init pass").secret()) != nil)
+        #expect(cache.key(repositoryID: repo.config.repositoryID, salt: repo.config.kdf.salt, secret: try KeySource.passphrase("other").secret()) == nil)
+    }
+
     @Test func neverOnADiskOrWhenTurnedOff() throws {
         let sandbox = try TestSandbox("keycache-disk")
         defer { Task { await sandbox.remove() } }
