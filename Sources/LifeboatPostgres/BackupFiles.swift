@@ -60,6 +60,7 @@ struct PreviousBackup: Sendable {
         previous.records.reserveCapacity(last.fileCount)
         previous.chunkKeys.reserveCapacity(last.totalChunks)
         var packed = PackedChunkTable()
+        packed.reserveCapacity(last.totalChunks)  // at most one location per chunk the backup used
         // Entries and pack locations are kept as they are read, not first collected: only the
         // compact form of them is held.
         let manifest = try await repository.manifest(for: last, eachEntry: { entry in

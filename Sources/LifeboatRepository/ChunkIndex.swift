@@ -74,6 +74,10 @@ public struct PackedChunkTable: Sendable {
 
     public var count: Int { sorted.count + recent.count + other.count }
 
+    /// Room for `n` entries in the sorted array, so merging into it never copies it to a larger one
+    /// (for a while twice its size); capacity never written costs no resident memory.
+    public mutating func reserveCapacity(_ n: Int) { sorted.reserveCapacity(n) }
+
     /// Adds (or moves) chunk `id` to `location`.
     public mutating func insert(_ id: String, at location: PackedChunk) {
         guard let key = ChunkKey(id), let offset = UInt32(exactly: location.offset), let length = UInt32(exactly: location.length) else {
