@@ -205,14 +205,7 @@ public struct RestoreEngine: Sendable {
             var needed: LSN?
             switch plan.target {
             case .lsn(let l): needed = l
-            case .immediate:
-                // A primary's backup is consistent at its stop LSN (the backup-end record). A
-                // standby's is consistent at the minimum recovery point of the pg_control it copied
-                // last, which the standby may have moved on from by the time pg_backup_stop read it
-                // as the stop LSN: recovery then stops, consistent, a little before that LSN (seen
-                // after a Patroni failover). PostgreSQL refuses to open a cluster that did not reach
-                // consistency, so the check here is only that replay passed the backup's start.
-                needed = record.source?.role == .standby ? record.startLSN : record.stopLSN
+            case .immediate: needed = record.stopLSN
             case .latest: needed = plan.lastNeededSegment?.startLSN(segmentSize: record.walSegmentSize)
             default: needed = nil
             }
@@ -541,7 +534,7 @@ public struct RestoreEngine: Sendable {
             try TablespaceGuard.write(TablespaceGuard.Plan(dataDirectory: dest,
                 directories: Dictionary(uniqueKeysWithValues: plan.tablespaceDirectories.map { (String($0.key), $0.value) }),
                 defaultParent: dest + ".tablespaces"), owner: fileOwner)
-            recovery = plan.target.recoverySettings(pauseAtTarget: Self.promotesAtTarget(options, plan: plan))
+            recovery = Self.recoveryTarget(plan.target, record: record).recoverySettings(pauseAtTarget: Self.promotesAtTarget(options, plan: plan))
             recovery += [("recovery_target_timeline", String(plan.timeline)), ("restore_command", invocation.spoolingRestoreCommand),
                 ("recovery_end_command", LifeboatInvocation.command([invocation.executable, "wal", "recovery-end", dest])),
                 ("primary_conninfo", ""), ("primary_slot_name", "")]
@@ -556,6 +549,17 @@ public struct RestoreEngine: Sendable {
     // MARK: - waiting
 
     /// Polls until recovery has ended and the server is promoted; fails if the server dies.
+    /// The target PostgreSQL is given for `target`. The end of a standby's backup is its stop LSN,
+    /// given as an LSN target: `recovery_target = 'immediate'` would stop where the backup is first
+    /// consistent, the minimum recovery point of the pg_control it copied last, which the standby
+    /// may have moved on from by the time pg_backup_stop read it as the stop LSN, and which can lie
+    /// before rows the backup covers (seen after a Patroni failover: none of them). A primary's
+    /// backup is consistent at its stop LSN (the backup-end record): `immediate` is that point.
+    static func recoveryTarget(_ target: RecoveryTarget, record: BackupRecord) -> RecoveryTarget {
+        if target == .immediate, record.source?.role == .standby { return .lsn(record.stopLSN) }
+        return target
+    }
+
     /// Whether the restore starts the server paused at its target and promotes it itself
     /// (`RecoveryTarget.recoverySettings(pauseAtTarget:)`): a started, promoted restore to a target.
     static func promotesAtTarget(_ options: RestoreOptions, plan: RestorePlan) -> Bool {

@@ -5,7 +5,7 @@ import Testing
 /// The restore_command of a restore that prefetches: a spooled segment is moved by the shell alone,
 /// anything else goes to Lifeboat (here a script standing in for it that records its arguments).
 @Suite struct SpoolingRestoreCommandTests {
-    func run(_ command: String, name: String, in directory: String) throws -> Int32 {
+    func run(_ command: String, name: String, in directory: String, attempt: Int = 0) throws -> Int32 {
         let line = command.replacingOccurrences(of: "%f", with: name).replacingOccurrences(of: "%p", with: "pg_wal/RECOVERYXLOG")
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/sh")
@@ -13,6 +13,12 @@ import Testing
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
         try process.run()
         process.waitUntilExit()
+        // 126: the script could not be executed, "text file busy" while another test's fork still
+        // held it open for writing (the suite runs tests in parallel): try again.
+        if process.terminationStatus == 126, attempt < 20 {
+            Thread.sleep(forTimeInterval: 0.1)
+            return try run(command, name: name, in: directory, attempt: attempt + 1)
+        }
         return process.terminationStatus
     }
 
