@@ -302,6 +302,9 @@ import Testing
         let hba = try await server.value("SHOW hba_file") ?? ""
         #expect(hba.hasPrefix(server.cluster.dataDirectory + "/"), "hba_file \(hba) is the copy's own")
         #expect(Int(try await server.value("SELECT count(*) FROM ticks") ?? "") ?? 0 > 0)
+        // The end of a standby's backup is its stop LSN, not the first consistent point before it.
+        #expect((moved.achievedLSN.flatMap(LSN.init) ?? LSN(0)) >= standbyBackup.stopLSN,
+            "reached \(moved.achievedLSN ?? "?"), the backup stopped at \(standbyBackup.stopLSN)")
         try await server.stop()
         say("a copy of \(expected ?? "?")'s backup started with the node's paths gone (\(moved.configurationChanges.count) setting(s) neutralised)")
     }
