@@ -150,6 +150,15 @@ import Testing
         let writer = TickWriter(cluster: cluster)
         let writing = Task { await writer.run() }
         let load = Task { try await CommandRunner.run(pgbench, ["-T", "15", "-c", "2", "-n"] + bench, as: sandbox.user, check: false, timeout: 120) }
+        // The backup below is checked for the writer's rows: it may not start before every node has
+        // replayed some (a fast backup could otherwise finish before the first row reached it).
+        let replayed = Date().addingTimeInterval(60)
+        for name in ["node1", "node2", "node3"] {
+            guard let node = cluster.node(name) else { continue }
+            while Date() < replayed, Int(((try? await Self.query(node, "SELECT count(*) FROM ticks"))?.first?[0] ?? nil) ?? "0") ?? 0 == 0 {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
 
         // 1. `serve` on every node: Patroni's view elects one node, the first healthy replica by name,
         //    and only that node backs up (from the standby; the primary only switches WAL).
