@@ -198,13 +198,7 @@ public enum S3Time {
     public static func parse(_ text: String) -> Date? { try? Timestamp.parse(text) }
 
     /// `Sun, 29 Nov 2026 03:00:00 GMT` (Last-Modified headers).
-    public static func httpDate(_ text: String) -> Date? {
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "GMT")
-        f.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
-        return f.date(from: text)
-    }
+    public static func httpDate(_ text: String) -> Date? { Timestamp.parseHTTPDate(text) }
 
     /// `2026-11-29T03:00:00Z`, as Object Lock headers want it.
     public static func format(_ date: Date) -> String {

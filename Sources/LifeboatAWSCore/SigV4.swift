@@ -80,11 +80,7 @@ public struct SigV4Signer: Sendable {
     }
 
     static func timestamps(_ date: Date) -> (String, String) {
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "UTC")
-        f.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
-        let amz = f.string(from: date)
+        let amz = Timestamp.compactUTC(date, separator: "T") + "Z"
         return (amz, String(amz.prefix(8)))
     }
 

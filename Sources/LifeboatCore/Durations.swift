@@ -140,14 +140,21 @@ public enum Timestamp {
         return (yoe + era * 400 + (m <= 2 ? 1 : 0), m, d)
     }
 
-    /// The form PostgreSQL accepts for `recovery_target_time` (microsecond precision, UTC).
+    /// The form PostgreSQL accepts for `recovery_target_time` (microsecond precision, UTC). Seconds
+    /// and microseconds come from one rounded count, so a time a hair before a whole second is that
+    /// second, never the one before it.
     public static func postgres(_ date: Date) -> String {
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "UTC")
-        f.dateFormat = "yyyy-MM-dd HH:mm:ss"
-        let micros = Int((date.timeIntervalSince1970 * 1_000_000).rounded()) % 1_000_000
-        return f.string(from: date) + String(format: ".%06d+00", (micros + 1_000_000) % 1_000_000)
+        let micros = Int((date.timeIntervalSince1970 * 1_000_000).rounded())
+        let (secs0, us0) = micros.quotientAndRemainder(dividingBy: 1_000_000)
+        let (secs, us) = us0 < 0 ? (secs0 - 1, us0 + 1_000_000) : (secs0, us0)
+        let (days0, rest0) = secs.quotientAndRemainder(dividingBy: 86400)
+        let (days, rest) = rest0 < 0 ? (days0 - 1, rest0 + 86400) : (days0, rest0)
+        let (y, m, d) = civilFromDays(days)
+        func pad(_ v: Int, _ n: Int) -> String {
+            let s = String(v)
+            return String(repeating: "0", count: max(0, n - s.count)) + s
+        }
+        return "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2)) \(pad(rest / 3600, 2)):\(pad(rest / 60 % 60, 2)):\(pad(rest % 60, 2)).\(pad(us, 6))+00"
     }
 }
 
@@ -155,12 +162,39 @@ public enum Timestamp {
 /// (`20261129-052100-a1b2`), with an optional name in between.
 public enum TimestampID {
     public static func make(_ date: Date = Date(), name: String? = nil) -> String {
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "UTC")
-        f.dateFormat = "yyyyMMdd-HHmmss"
         let middle = name.map { "-" + String($0.map { $0.isLetter || $0.isNumber || $0 == "-" ? $0 : "-" }.prefix(40)) } ?? ""
-        return f.string(from: date) + middle + "-" + String(format: "%04x", UInt16.random(in: 0...UInt16.max))
+        let random = String(UInt16.random(in: 0...UInt16.max), radix: 16)
+        return Timestamp.compactUTC(date, separator: "-") + middle + "-" + String(repeating: "0", count: 4 - random.count) + random
+    }
+}
+
+extension Timestamp {
+    /// `yyyyMMdd<separator>HHmmss` in UTC, seconds truncated: ids, and SigV4's `yyyyMMdd'T'HHmmss'Z'`
+    /// (with "T", plus the "Z"). Arithmetic, not a DateFormatter: one of those per S3 request cost
+    /// CPU and pulled ICU's locale data into every process.
+    public static func compactUTC(_ date: Date, separator: String) -> String {
+        let secs = Int(date.timeIntervalSince1970.rounded(.down))
+        let (days0, rest0) = secs.quotientAndRemainder(dividingBy: 86400)
+        let (days, rest) = rest0 < 0 ? (days0 - 1, rest0 + 86400) : (days0, rest0)
+        let (y, m, d) = civilFromDays(days)
+        func pad(_ v: Int, _ n: Int) -> String {
+            let s = String(v)
+            return String(repeating: "0", count: max(0, n - s.count)) + s
+        }
+        return pad(y, 4) + pad(m, 2) + pad(d, 2) + separator + pad(rest / 3600, 2) + pad(rest / 60 % 60, 2) + pad(rest % 60, 2)
+    }
+
+    /// `Sun, 29 Nov 2026 03:00:00 GMT` (RFC 9110's IMF-fixdate, HTTP's Last-Modified), or nil.
+    public static func parseHTTPDate(_ text: String) -> Date? {
+        let parts = text.split(separator: " ")
+        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        guard parts.count == 6, parts[0].hasSuffix(","), parts[5] == "GMT", let day = Int(parts[1]), let year = Int(parts[3]),
+            let month = months.firstIndex(of: String(parts[2])), (1...31).contains(day)
+        else { return nil }
+        let clock = parts[4].split(separator: ":").compactMap { Int($0) }
+        guard clock.count == 3, clock[0] < 24, clock[1] < 60, clock[2] < 61 else { return nil }
+        let days = daysFromCivil(year: year, month: month + 1, day: day)
+        return Date(timeIntervalSince1970: Double(days * 86400 + clock[0] * 3600 + clock[1] * 60 + clock[2]))
     }
 }
 

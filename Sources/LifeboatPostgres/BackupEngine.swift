@@ -168,7 +168,7 @@ public struct BackupEngine: Sendable {
         // manifest as the files are done, in the walk's order: neither is ever held whole.
         var walk = try DataDirectoryScan.Walk(pgdata)
         var controlItems: [DataDirectoryScan.Item] = []
-        let assembler = try ManifestAssembler(backupID: id, chunkSize: chunkSize, known: known)
+        let assembler = try ManifestAssembler(backupID: id, chunkSize: chunkSize, known: known, repository: repo)
         var consumed = 0
         try await forEachBoundedInOrder(next: { () throws -> DataDirectoryScan.Item? in
             while let item = try walk.next() {

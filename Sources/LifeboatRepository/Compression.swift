@@ -225,6 +225,12 @@ final class ZstdStreamCompressor {
         try run(bytes, end: false)
     }
 
+    /// Hands over the compressed bytes produced so far (a framed object seals them as they come).
+    func takeOutput() -> Data {
+        defer { output = Data() }
+        return output
+    }
+
     /// Ends the frame and hands it over (the compressor keeps no reference to it).
     func finish() throws -> Data {
         try run([], end: true)
@@ -255,8 +261,11 @@ final class ZstdStreamCompressor {
 /// the whole plaintext is never held. Checks the length the object's header promised.
 final class ZstdStreamDecompressor {
     private let context: OpaquePointer
-    private let input: Data
+    private var input: Data
     private var inputPosition = 0
+    /// More compressed input (the next frame of a framed object), nil at its end.
+    private let moreInput: (() throws -> Data?)?
+    private var inputEnded: Bool
     private var produced = 0
     private let expected: Int
     private let object: String
@@ -270,6 +279,21 @@ final class ZstdStreamDecompressor {
         }
         self.context = context
         self.input = input
+        self.moreInput = nil
+        self.inputEnded = true
+        self.expected = originalSize
+        self.object = object
+    }
+
+    /// Input handed over piece by piece by `next` (nil when there is no more).
+    init(originalSize: Int, object: String, next: @escaping () throws -> Data?) throws {
+        guard let context = ZSTD_createDCtx() else {
+            throw LifeboatError(.internalError, "zstd could not allocate a context: out of memory")
+        }
+        self.context = context
+        self.input = Data()
+        self.moreInput = next
+        self.inputEnded = false
         self.expected = originalSize
         self.object = object
     }
@@ -282,28 +306,53 @@ final class ZstdStreamDecompressor {
         guard !finished else { return }
         buffer.reserveCapacity(sliceSize)
         var written = 0
-        var last = 0
-        try input.withUnsafeBytes { (source: UnsafeRawBufferPointer) in
-            var inBuf = ZSTD_inBuffer(src: source.baseAddress, size: source.count, pos: inputPosition)
-            try temp.withUnsafeMutableBytes { (o: UnsafeMutableRawBufferPointer) in
-                var outBuf = ZSTD_outBuffer(dst: o.baseAddress, size: o.count, pos: 0)
-                while outBuf.pos < outBuf.size {
-                    let r = ZSTD_decompressStream(context, &outBuf, &inBuf)
-                    if ZSTD_isError(r) != 0 {
-                        throw LifeboatError(.integrity, "object \(object) does not decompress", hint: "run `lifeboat verify`")
-                    }
-                    last = r
-                    if r == 0 || (inBuf.pos == inBuf.size && outBuf.pos < outBuf.size) { break }
+        var last = 1
+        while true {
+            if inputPosition == input.count, !inputEnded, let moreInput {
+                if let next = try moreInput() {
+                    input = next
+                    inputPosition = 0
+                } else {
+                    inputEnded = true
                 }
-                written = outBuf.pos
             }
-            inputPosition = inBuf.pos
+            let startWritten = written
+            try input.withUnsafeBytes { (source: UnsafeRawBufferPointer) in
+                var inBuf = ZSTD_inBuffer(src: source.baseAddress, size: source.count, pos: inputPosition)
+                try temp.withUnsafeMutableBytes { (o: UnsafeMutableRawBufferPointer) in
+                    var outBuf = ZSTD_outBuffer(dst: o.baseAddress, size: o.count, pos: written)
+                    while outBuf.pos < outBuf.size {
+                        let r = ZSTD_decompressStream(context, &outBuf, &inBuf)
+                        if ZSTD_isError(r) != 0 {
+                            throw LifeboatError(.integrity, "object \(object) does not decompress", hint: "run `lifeboat verify`")
+                        }
+                        last = r
+                        if r == 0 || (inBuf.pos == inBuf.size && outBuf.pos < outBuf.size) { break }
+                    }
+                    written = outBuf.pos
+                }
+                inputPosition = inBuf.pos
+            }
+            // Output full, the frame ended, or the input is used up for good: hand over what there is.
+            if written == temp.count || last == 0 || (inputPosition == input.count && inputEnded) { break }
+            // Input used up but more may come: go on with the next piece (nothing lost if none was made).
+            if inputPosition == input.count { continue }
+            if written == startWritten { break }
         }
         buffer.append(contentsOf: temp[0..<written])
         produced += written
-        if last == 0 || inputPosition == input.count && written == 0 {
+        if last == 0 || inputPosition == input.count && inputEnded && written == 0 {
             finished = true
-            guard last == 0, inputPosition == input.count, produced == expected else {
+            if last == 0, inputPosition == input.count, !inputEnded, let moreInput {
+                // Nothing may follow the frame.
+                while let extra = try moreInput() {
+                    guard extra.isEmpty else {
+                        throw LifeboatError(.integrity, "object \(object) has bytes after its compressed frame", hint: "run `lifeboat verify`")
+                    }
+                }
+                inputEnded = true
+            }
+            guard last == 0, inputPosition == input.count, inputEnded, produced == expected else {
                 throw LifeboatError(.integrity, "object \(object) does not decompress to its recorded length", hint: "run `lifeboat verify`")
             }
         }

@@ -17,10 +17,18 @@ public actor ManifestAssembler {
     private var deltaBases: [String: String] = [:]
     private var pending: Set<String> = []
     private var finished = false
+    /// Seals the compressed text frame by frame as it grows (a framed manifest, format 4).
+    private let framer: ObjectCodec.FramedSealer?
+    /// Whether `finishSealed` (not `finish`) ends this manifest.
+    nonisolated let sealsAsWritten: Bool
 
-    public init(backupID: String, chunkSize: Int, known: ChunkIndex) throws {
+    /// With `repository`, the manifest is sealed for it as it is written, when its format frames
+    /// manifests; without, `finish` hands over the compressed text.
+    public init(backupID: String, chunkSize: Int, known: ChunkIndex, repository: Repository? = nil) throws {
         self.backupID = backupID
         self.known = known
+        framer = repository?.manifestSealer(key: Repository.manifestKey(backupID))
+        sealsAsWritten = framer != nil
         compressor = try ZstdStreamCompressor(level: 3)
         text.reserveCapacity(ManifestJSON.sliceSize + 4096)
         ManifestJSON.streamHeader(backupID: backupID, chunkSize: chunkSize, &text)
@@ -39,6 +47,22 @@ public actor ManifestAssembler {
     /// Ends the document with the external configuration files; returns the compressed text and
     /// its plaintext length, for the repository to seal.
     func finish(externalFiles: [ExternalFile]) async throws -> (body: Data, plaintextLength: Int) {
+        guard framer == nil else { throw LifeboatError(.internalError, "manifest \(backupID) is being sealed as it is written") }
+        try await finishText(externalFiles: externalFiles)
+        let body = try compressor.finish()
+        return (body, compressor.inputBytes)
+    }
+
+    /// Ends the document and returns it sealed as a framed object (its frames were sealed as the
+    /// compressed text grew, so it is never held twice).
+    func finishSealed(externalFiles: [ExternalFile]) async throws -> Data {
+        guard let framer else { throw LifeboatError(.internalError, "manifest \(backupID) is not being sealed as it is written") }
+        try await finishText(externalFiles: externalFiles)
+        try framer.append(try compressor.finish())
+        return try framer.finish(plaintextLength: compressor.inputBytes)
+    }
+
+    private func finishText(externalFiles: [ExternalFile]) async throws {
         guard !finished else { throw LifeboatError(.internalError, "manifest \(backupID) is already finished") }
         finished = true
         for id in externalFiles.flatMap(\.entry.chunks) { await place(id) }
@@ -53,12 +77,11 @@ public actor ManifestAssembler {
             if out.count >= ManifestJSON.sliceSize {
                 try compressor.append(out)
                 out.removeAll(keepingCapacity: true)
+                try handOver()
             }
         }
         try compressor.append(text)
         text = []
-        let body = try compressor.finish()
-        return (body, compressor.inputBytes)
     }
 
     private func place(_ id: String) async {
@@ -72,5 +95,11 @@ public actor ManifestAssembler {
     private func flush() throws {
         try compressor.append(text)
         text.removeAll(keepingCapacity: true)
+        try handOver()
+    }
+
+    /// Seals the compressed text made so far, once a sealer is given.
+    private func handOver() throws {
+        if let framer { try framer.append(compressor.takeOutput()) }
     }
 }

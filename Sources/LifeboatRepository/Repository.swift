@@ -19,7 +19,8 @@ public struct RepositoryConfig: Codable, Sendable, Equatable {
 
     /// 2: chunks may be stored as deltas (`chunks/xx/<id>-<base>`, compression byte 3).
     /// 3: small chunks may be stored in packs (`packs/xx/<id>`).
-    public static let currentFormat = 3
+    /// 4: manifests are framed objects, sealed and opened a frame at a time (`ObjectCodec`).
+    public static let currentFormat = 4
 }
 
 /// Options for `repo init`.
@@ -384,23 +385,53 @@ public final class Repository: Sendable {
 
     /// Writes the file list of a backup (before its record).
     public func writeManifest(_ manifest: BackupManifest) async throws -> String {
+        try await writeManifest(manifest, frameSize: 1 << 20)
+    }
+
+    func writeManifest(_ manifest: BackupManifest, frameSize: Int) async throws -> String {
         let key = Self.manifestKey(manifest.backupID)
         // Compressed as it is written (always zstd: every reader has it), so the text is never whole.
         let compressor = try ZstdStreamCompressor(level: 3)
-        try ManifestJSON.encode(manifest) { try compressor.append($0) }
-        let body = try compressor.finish()
-        let sealed = try codec.seal(body: body, wireValue: CompressionAlgorithm.zstd.wireValue, plaintextLength: compressor.inputBytes, key: key)
+        let sealed: Data
+        if let framer = manifestSealer(key: key, frameSize: frameSize) {
+            try ManifestJSON.encode(manifest) { bytes in
+                try compressor.append(bytes)
+                try framer.append(compressor.takeOutput())
+            }
+            try framer.append(try compressor.finish())
+            sealed = try framer.finish(plaintextLength: compressor.inputBytes)
+        } else {
+            try ManifestJSON.encode(manifest) { try compressor.append($0) }
+            let body = try compressor.finish()
+            sealed = try codec.seal(body: body, wireValue: CompressionAlgorithm.zstd.wireValue, plaintextLength: compressor.inputBytes, key: key)
+        }
         guard try await store.putIfAbsent(key, data: sealed) else {
             throw LifeboatError(.repository, "a manifest for backup \(manifest.backupID) already exists")
         }
         return key
     }
 
+    /// A sealer for a framed manifest (format 4 and later); nil for an older repository, whose
+    /// manifests stay single-sealed objects its older readers open.
+    func manifestSealer(key: String, frameSize: Int = 1 << 20) -> ObjectCodec.FramedSealer? {
+        config.format >= 4
+            ? ObjectCodec.FramedSealer(codec: codec, key: key, wireValue: CompressionAlgorithm.zstd.wireValue, frameSize: frameSize) : nil
+    }
+
+    /// Whether this repository's manifests are framed objects.
+    public var framesManifests: Bool { config.format >= 4 }
+
     /// Writes the file list a backup assembled while it ran (before its record).
     public func writeManifest(_ assembled: ManifestAssembler, externalFiles: [ExternalFile]) async throws -> String {
         let key = Self.manifestKey(assembled.backupID)
-        let (body, length) = try await assembled.finish(externalFiles: externalFiles)
-        let sealed = try codec.seal(body: consume body, wireValue: CompressionAlgorithm.zstd.wireValue, plaintextLength: length, key: key)
+        let sealed: Data
+        if assembled.sealsAsWritten {
+            // Sealed as the assembler compressed it: the manifest is held once, not twice.
+            sealed = try await assembled.finishSealed(externalFiles: externalFiles)
+        } else {
+            let (body, length) = try await assembled.finish(externalFiles: externalFiles)
+            sealed = try codec.seal(body: consume body, wireValue: CompressionAlgorithm.zstd.wireValue, plaintextLength: length, key: key)
+        }
         guard try await store.putIfAbsent(key, data: sealed) else {
             throw LifeboatError(.repository, "a manifest for backup \(assembled.backupID) already exists")
         }
@@ -462,7 +493,23 @@ public final class Repository: Sendable {
         // A caller handed every part keeps them in its own form: no table of shared ids.
         let interning = eachEntry == nil || eachPackedChunk == nil
         let key = record.manifestObject
-        let (wire, body, length) = try codec.openBody(try await store.get(key), key: key)
+        let sealed = try await store.get(key)
+        if ObjectCodec.isFramed(sealed) {
+            // Decrypted a frame at a time as the parser asks for more: never held in plaintext.
+            let frames = try ObjectCodec.FrameOpener(codec: codec, sealed: sealed, key: key)
+            if frames.wireValue == CompressionAlgorithm.zstd.wireValue {
+                do {
+                    let stream = try ZstdStreamDecompressor(originalSize: frames.length, object: key) { try frames.next() }
+                    var reader = ManifestJSONReader(interning: interning) { try stream.refill(&$0) }
+                    return try reader.manifest(eachEntry: eachEntry, eachPackedChunk: eachPackedChunk)
+                } catch let error as LifeboatError {
+                    throw error
+                } catch is ManifestJSONReader.ParseError {
+                    // The general decoder below reads it whole.
+                }
+            }
+        }
+        let (wire, body, length) = try codec.openBody(sealed, key: key)
         guard let algorithm = CompressionAlgorithm(wireValue: wire) else {
             throw LifeboatError(.integrity, "object \(key) names an unknown compression (\(wire))")
         }

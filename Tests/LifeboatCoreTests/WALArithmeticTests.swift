@@ -101,9 +101,46 @@ struct DurationAndTimeTests {
         let withFraction = try Timestamp.parse("2026-11-29 03:00:00.25+00")
         #expect(withFraction.timeIntervalSince(a) == 0.25)
         #expect(Timestamp.postgres(withFraction) == "2026-11-29 03:00:00.250000+00")
+        // Half a microsecond before a whole second rounds up to it, not to the second before.
+        #expect(Timestamp.postgres(a.addingTimeInterval(-0.0000004)) == "2026-11-29 03:00:00.000000+00")
+        #expect(Timestamp.postgres(a.addingTimeInterval(-0.000001)) == "2026-11-29 02:59:59.999999+00")
+        #expect(Timestamp.postgres(Date(timeIntervalSince1970: -0.5)) == "1969-12-31 23:59:59.500000+00")
+        // Every PostgreSQL text form round-trips.
+        for offset in stride(from: 0.0, to: 400 * 86400, by: 86400 * 7.123457) {
+            let d = a.addingTimeInterval(offset)
+            #expect(abs(try Timestamp.parse(Timestamp.postgres(d)).timeIntervalSince(d)) < 0.000001)
+        }
         #expect(throws: LifeboatError.self) { try Timestamp.parse("2026-11-29 03:00:00") }
         #expect(throws: LifeboatError.self) { try Timestamp.parse("yesterday") }
         #expect(try Timestamp.parse("2026-11-28T22:30:00-05:30") == a.addingTimeInterval(3600))
+    }
+
+    /// Ids, SigV4 dates and HTTP dates are computed, not formatted by ICU: they agree with a
+    /// DateFormatter everywhere, truncating seconds as it does.
+    @Test func compactTimestampsAndHTTPDates() throws {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyyMMdd'T'HHmmss"
+        let http = DateFormatter()
+        http.locale = Locale(identifier: "en_US_POSIX")
+        http.timeZone = TimeZone(identifier: "GMT")
+        http.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
+        var date = try Timestamp.parse("1999-12-31T23:59:59.999Z")
+        while date < (try Timestamp.parse("2033-03-01T00:00:00Z")) {
+            let whole = Date(timeIntervalSince1970: date.timeIntervalSince1970.rounded(.down))
+            // (ICU rounds to milliseconds first: compared away from a second's last millisecond.)
+            #expect(Timestamp.compactUTC(whole.addingTimeInterval(0.75), separator: "T") == formatter.string(from: whole))
+            #expect(Timestamp.compactUTC(whole, separator: "T") == formatter.string(from: whole))
+            #expect(Timestamp.parseHTTPDate(http.string(from: whole)) == whole, "\(http.string(from: whole))")
+            date = date.addingTimeInterval(86400 * 3.3217 + 0.173)
+        }
+        #expect(Timestamp.parseHTTPDate("Sun, 29 Nov 2026 03:00:00 GMT") == (try Timestamp.parse("2026-11-29T03:00:00Z")))
+        #expect(Timestamp.parseHTTPDate("Sun, 29 Foo 2026 03:00:00 GMT") == nil)
+        #expect(Timestamp.parseHTTPDate("2026-11-29T03:00:00Z") == nil)
+        let id = TimestampID.make(try Timestamp.parse("2026-11-29T05:21:00.7Z"), name: "pre upgrade")
+        #expect(id.hasPrefix("20261129-052100-pre-upgrade-") && id.count == "20261129-052100-pre-upgrade-".count + 4, "\(id)")
+        #expect(TimestampID.make(try Timestamp.parse("2026-11-29T05:21:00Z")).count == 20)
     }
 
     /// The hand-written parser and formatter agree with Foundation's ISO 8601 formatter everywhere,

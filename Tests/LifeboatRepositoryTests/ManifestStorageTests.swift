@@ -76,4 +76,104 @@ struct ManifestStorageTests {
         #expect(error?.code == .integrity)
         await sandbox.remove()
     }
+    /// Format 4: a manifest is sealed a frame at a time. Frames are each authenticated with their
+    /// index, whether they are the last, and (the last) the plaintext length, so no frame can be
+    /// dropped, reordered, cut or moved to another object; format 3 repositories keep manifests
+    /// older versions read.
+    @Test func framedManifestsReadBackAndEveryRearrangementIsRefused() async throws {
+        let sandbox = try TestSandbox("manifest-framed")
+        defer { Task { await sandbox.remove() } }
+        let (repo, path) = try await newRepository(sandbox)
+        #expect(repo.config.format == 4 && repo.framesManifests)
+        let manifest = sample("20261207-000000-dddd", files: 20_000)
+        let key = try await repo.writeManifest(manifest, frameSize: 64 << 10)
+        let stored = try await repo.store.get(key)
+        #expect(stored[4] == CompressionAlgorithm.zstd.wireValue && stored[5] == ObjectCodec.framedFlag)
+        // The frames, as the format describes them.
+        var frames: [Range<Int>] = []
+        var at = ObjectCodec.headerSize
+        while at < stored.count {
+            let n = Int(stored[at]) | Int(stored[at + 1]) << 8 | Int(stored[at + 2]) << 16 | Int(stored[at + 3]) << 24
+            frames.append(at..<(at + 4 + n))
+            at += 4 + n
+        }
+        #expect(at == stored.count)
+        #expect(frames.count >= 3, "a manifest of \(stored.count) bytes is sealed in 64 KiB frames: \(frames.count)")
+        #expect(try await repo.manifest(for: record(manifest.backupID, manifest: key)) == manifest)
+        var streamed = 0
+        _ = try await repo.manifest(for: record(manifest.backupID, manifest: key), eachEntry: { _ in streamed += 1 }, eachPackedChunk: { _, _ in })
+        #expect(streamed == manifest.entries.count)
+
+        func refused(_ bytes: Data, _ why: String, sourceLocation: SourceLocation = #_sourceLocation) async throws {
+            try await repo.store.put(key, data: bytes, class: .bookkeeping)
+            let error = await #expect(throws: LifeboatError.self, "\(why)", sourceLocation: sourceLocation) {
+                try await repo.manifest(for: record(manifest.backupID, manifest: key))
+            }
+            #expect(error?.code == .integrity, "\(why): \(String(describing: error))", sourceLocation: sourceLocation)
+        }
+        let header = stored.prefix(ObjectCodec.headerSize)
+        func assemble(_ order: [Int]) -> Data { order.reduce(Data(header)) { $0 + stored[frames[$1]] } }
+        try await refused(assemble(Array(0..<(frames.count - 1))), "the last frame dropped")
+        try await refused(assemble([1, 0] + Array(2..<frames.count)), "two frames swapped")
+        try await refused(assemble(Array(0..<frames.count) + [frames.count - 1]), "a frame repeated at the end")
+        try await refused(assemble([0] + Array(2..<frames.count)), "a middle frame dropped")
+        var length = stored
+        length[8] ^= 1
+        try await refused(length, "the plaintext length changed")
+        var unframed = stored
+        unframed[5] = 0
+        try await refused(unframed, "the framed flag cleared")
+        try await refused(stored + Data([0, 0, 0, 0]), "bytes after the last frame")
+        // A manifest's frames moved under another backup's name.
+        let otherKey = Repository.manifestKey("20261207-000000-eeee")
+        try await repo.store.put(otherKey, data: stored, class: .bookkeeping)
+        await #expect(throws: LifeboatError.self) { try await repo.manifest(for: record("20261207-000000-eeee", manifest: otherKey)) }
+        try await repo.store.put(key, data: stored, class: .bookkeeping)
+        #expect(try await repo.manifest(for: record(manifest.backupID, manifest: key)) == manifest, "the original still reads")
+        #expect(try await Verifier(repository: repo).run().problems.map(\.object).contains(otherKey))
+
+        // A format 3 repository: manifests sealed whole, as lifeboat 3 reads them.
+        var config = try String(contentsOfFile: path + "/config", encoding: .utf8)
+        config = config.replacingOccurrences(of: "\"format\":4", with: "\"format\":3")
+        try config.write(toFile: path + "/config", atomically: true, encoding: .utf8)
+        let format3 = try await Repository.open(store: FileStore(root: path), key: .passphrase("pw-1"), logger: TestSandbox.logger())
+        #expect(!format3.framesManifests)
+        let older = sample("20261207-000001-ffff", files: 20_000)
+        let olderKey = try await format3.writeManifest(older, frameSize: 64 << 10)
+        let olderStored = try await format3.store.get(olderKey)
+        #expect(olderStored[5] == 0)
+        #expect(try await format3.manifest(for: record(older.backupID, manifest: olderKey)) == older)
+        #expect(try await format3.manifest(for: record(manifest.backupID, manifest: key)) == manifest, "framed ones it already has still read")
+    }
+
+    /// The streaming decompressor fed piece by piece (a framed object's frames) gives the same text
+    /// as fed whole, wherever the pieces break, and refuses bytes after the zstd frame.
+    @Test func decompressingPieceByPieceMatchesWhole() throws {
+        var text: [UInt8] = []
+        for i in 0..<200_000 { text.append(contentsOf: "line \(i * 31 % 977)\n".utf8) }
+        let body = try Zstd.compress(Data(text), level: 3, prefix: nil)
+        for pieceSize in [1, 7, 4096, 65_536, body.count] {
+            var offset = 0
+            let stream = try ZstdStreamDecompressor(originalSize: text.count, object: "t") {
+                guard offset < body.count else { return nil }
+                defer { offset += pieceSize }
+                return Data(body[offset..<min(body.count, offset + pieceSize)])
+            }
+            var out: [UInt8] = []
+            var buffer: [UInt8] = []
+            repeat {
+                try stream.refill(&buffer)
+                out.append(contentsOf: buffer)
+            } while !buffer.isEmpty
+            #expect(out == text, "pieces of \(pieceSize)")
+        }
+        var given = false
+        let trailing = try ZstdStreamDecompressor(originalSize: text.count, object: "t") {
+            guard !given else { return Data([1]) }
+            given = true
+            return body
+        }
+        var buffer: [UInt8] = []
+        #expect(throws: LifeboatError.self) { repeat { try trailing.refill(&buffer) } while !buffer.isEmpty }
+    }
 }
