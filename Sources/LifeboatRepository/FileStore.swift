@@ -46,6 +46,41 @@ public struct FileStore: ObjectStore {
         return true
     }
 
+    public func localFile(_ key: String) -> String? { path(key) }
+
+    /// A `.tmp-` file in the object's own directory (listings skip those), so storing it is a link.
+    public func makeSpoolFile(for key: String) throws -> StoreSpoolFile? {
+        let dir = (path(key) as NSString).deletingLastPathComponent
+        try ensureDirectory(dir)
+        let temp = dir + "/.tmp-" + UUID().uuidString
+        let fd = open(temp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o640)
+        if fd < 0 { throw FileIO.error("could not create a file", errno: errno, path: temp) }
+        if let owner { _ = fchown(fd, owner.uid, owner.gid) }
+        return StoreSpoolFile(path: temp, descriptor: fd)
+    }
+
+    public func putIfAbsent(_ key: String, spooledFile: StoreSpoolFile, class objectClass: ObjectClass) async throws -> Bool {
+        defer { unlink(spooledFile.path) }
+        let final = path(key)
+        guard spooledFile.path.hasPrefix((final as NSString).deletingLastPathComponent + "/.tmp-") else {
+            throw LifeboatError(.internalError, "\(spooledFile.path) is not a spool file for \(key)")
+        }
+        // Written and closed by the caller; made durable here, as writeTemp does.
+        let fd = open(spooledFile.path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { throw FileIO.error("could not open", errno: errno, path: spooledFile.path) }
+        let synced = fsync(fd)
+        let err = errno
+        close(fd)
+        if synced != 0 { throw FileIO.error("could not fsync", errno: err, path: spooledFile.path) }
+        if link(spooledFile.path, final) != 0 {
+            let err = errno
+            if err == EEXIST { return false }
+            throw FileIO.error("could not store \(key)", errno: err, path: final)
+        }
+        try FileIO.fsyncDirectory(containing: final)
+        return true
+    }
+
     public func put(_ key: String, data: Data, class objectClass: ObjectClass) async throws {
         let final = path(key)
         let temp = try writeTemp(for: final, data: data)

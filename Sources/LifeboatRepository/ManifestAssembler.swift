@@ -27,7 +27,7 @@ public actor ManifestAssembler {
     public init(backupID: String, chunkSize: Int, known: ChunkIndex, repository: Repository? = nil) throws {
         self.backupID = backupID
         self.known = known
-        framer = repository?.manifestSealer(key: Repository.manifestKey(backupID))
+        framer = try repository?.manifestSealer(key: Repository.manifestKey(backupID))
         sealsAsWritten = framer != nil
         compressor = try ZstdStreamCompressor(level: 3)
         text.reserveCapacity(ManifestJSON.sliceSize + 4096)
@@ -55,7 +55,7 @@ public actor ManifestAssembler {
 
     /// Ends the document and returns it sealed as a framed object (its frames were sealed as the
     /// compressed text grew, so it is never held twice).
-    func finishSealed(externalFiles: [ExternalFile]) async throws -> Data {
+    func finishSealed(externalFiles: [ExternalFile]) async throws -> ObjectCodec.SealedObject {
         guard let framer else { throw LifeboatError(.internalError, "manifest \(backupID) is not being sealed as it is written") }
         try await finishText(externalFiles: externalFiles)
         try framer.append(try compressor.finish())

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import LifeboatCore
+import LifeboatFileSystem
 
 /// The envelope of every object but `config` and locks:
 ///
@@ -62,57 +63,91 @@ struct ObjectCodec: Sendable {
     /// Flag in the first reserved header byte: the body is a sequence of frames.
     static let framedFlag: UInt8 = 1
 
+    /// A framed object, sealed: in memory, or in a store's spool file (closed, not yet stored).
+    enum SealedObject {
+        case data(Data)
+        case spooled(StoreSpoolFile)
+    }
+
     /// Seals a body handed over in pieces (`append`) as a framed object, each piece of at least
-    /// `frameSize` bytes becoming a frame as soon as it is complete.
+    /// `frameSize` bytes becoming a frame as soon as it is complete. With a spool file, frames go
+    /// to it as they are sealed and only the frame being made is in memory.
     final class FramedSealer {
         let codec: ObjectCodec
         let key: String
         let wireValue: UInt8
         let frameSize: Int
-        private(set) var sealed = Data()
+        private var sealed = Data()
+        private var spool: StoreSpoolFile?
+        private var spoolBytes = 0
         private var pending = Data()
         private var index: UInt32 = 0
+        private let prefix: Data
 
-        init(codec: ObjectCodec, key: String, wireValue: UInt8, frameSize: Int = 1 << 20, expectedSize: Int = 0) {
+        init(codec: ObjectCodec, key: String, wireValue: UInt8, frameSize: Int = 1 << 20, spool: StoreSpoolFile? = nil) throws {
             self.codec = codec
             self.key = key
             self.wireValue = wireValue
             self.frameSize = frameSize
-            sealed.reserveCapacity(expectedSize)
-            sealed.append(contentsOf: ObjectCodec.magic)
-            sealed.append(contentsOf: [wireValue, ObjectCodec.framedFlag, 0, 0])
-            sealed.append(contentsOf: [UInt8](repeating: 0, count: 8))  // the plaintext length, at the end
+            self.spool = spool
+            prefix = Data(ObjectCodec.magic + [wireValue, ObjectCodec.framedFlag, 0, 0])
+            try write(prefix + Data(count: 8))  // the plaintext length, at the end
+        }
+
+        deinit {
+            // Never finished (the backup failed): the spool file is not left behind.
+            if let spool {
+                close(spool.descriptor)
+                unlink(spool.path)
+            }
         }
 
         /// Adds body bytes; seals whole frames of them.
         func append(_ bytes: Data) throws {
             pending.append(bytes)
             while pending.count >= frameSize {
-                let frame = pending.prefix(frameSize)
-                try seal(Data(frame), last: false, plaintextLength: nil)
+                try seal(Data(pending.prefix(frameSize)), last: false, plaintextLength: nil)
                 pending = Data(pending.dropFirst(frameSize))
             }
         }
 
         /// Seals what is left as the last frame and returns the object.
-        func finish(plaintextLength: Int) throws -> Data {
+        func finish(plaintextLength: Int) throws -> SealedObject {
             try seal(pending, last: true, plaintextLength: plaintextLength)
             pending = Data()
             var length = UInt64(plaintextLength).littleEndian
-            withUnsafeBytes(of: &length) { sealed.replaceSubrange(8..<16, with: $0) }
+            let lengthBytes = withUnsafeBytes(of: &length) { Data($0) }
+            if let file = spool {
+                try FileIO.writeAll(fd: file.descriptor, data: lengthBytes, at: 8, path: file.path)
+                spool = nil
+                guard close(file.descriptor) == 0 else {
+                    unlink(file.path)
+                    throw FileIO.error("could not write", errno: errno, path: file.path)
+                }
+                return .spooled(file)
+            }
+            sealed.replaceSubrange(8..<16, with: lengthBytes)
             defer { sealed = Data() }
-            return sealed
+            return .data(sealed)
+        }
+
+        private func write(_ bytes: Data) throws {
+            if let file = spool {
+                try FileIO.writeAll(fd: file.descriptor, data: bytes, path: file.path)
+                spoolBytes += bytes.count
+            } else {
+                sealed.append(bytes)
+            }
         }
 
         private func seal(_ frame: Data, last: Bool, plaintextLength: Int?) throws {
-            let aad = ObjectCodec.frameAAD(prefix: sealed.prefix(8), key: key, index: index, last: last, plaintextLength: plaintextLength)
+            let aad = ObjectCodec.frameAAD(prefix: prefix, key: key, index: index, last: last, plaintextLength: plaintextLength)
             let box = try AES.GCM.seal(frame, using: codec.keys.dataKey, authenticating: aad)
             guard let combined = box.combined, combined.count < Int(UInt32.max) else {
                 throw LifeboatError(.internalError, "AES-GCM produced no output")
             }
             var length = UInt32(combined.count).littleEndian
-            withUnsafeBytes(of: &length) { sealed.append(contentsOf: $0) }
-            sealed.append(combined)
+            try write(withUnsafeBytes(of: &length) { Data($0) } + combined)
             index += 1
         }
     }
@@ -143,60 +178,106 @@ struct ObjectCodec: Sendable {
         return (frames.wireValue, frames.length)
     }
 
-    /// The frames of a framed object, decrypted one per `next()` (nil after the last). Throws
+    /// The frames of a framed object, decrypted one per `next()` (nil after the last), read from
+    /// the object's bytes or, for a local store, from its file a frame at a time. Throws
     /// `.integrity` for a frame that fails authentication, an object cut short, or one not framed.
     final class FrameOpener {
+        enum Source {
+            case data(Data)
+            case file(descriptor: Int32, size: Int, path: String)
+        }
+
         let codec: ObjectCodec
-        let sealed: Data
+        let source: Source
         let key: String
-        let wireValue: UInt8
-        let length: Int
-        private let prefix: Data
+        private(set) var wireValue: UInt8
+        private(set) var length: Int
+        private let size: Int
+        private var prefix: Data
         private var at: Int
         private var index: UInt32 = 0
         private var ended = false
 
-        init(codec: ObjectCodec, sealed: Data, key: String) throws {
-            let start = sealed.startIndex
-            guard sealed.count >= ObjectCodec.headerSize + 4 + 28, Array(sealed[start..<(start + 4)]) == ObjectCodec.magic,
-                ObjectCodec.isFramed(sealed)
-            else {
+        convenience init(codec: ObjectCodec, sealed: Data, key: String) throws {
+            try self.init(codec: codec, source: .data(sealed), key: key)
+        }
+
+        /// The file stays open (and is closed) by the caller.
+        init(codec: ObjectCodec, source: Source, key: String) throws {
+            self.codec = codec
+            self.source = source
+            self.key = key
+            switch source {
+            case .data(let d): size = d.count
+            case .file(_, let n, _): size = n
+            }
+            at = 0
+            prefix = Data()
+            wireValue = 0
+            length = 0
+            let header = try read(0, min(size, ObjectCodec.headerSize))
+            guard size >= ObjectCodec.headerSize + 4 + 28, Array(header.prefix(4)) == ObjectCodec.magic, ObjectCodec.isFramed(header) else {
                 throw LifeboatError(.integrity, "object \(key) is not a framed lifeboat object or is truncated",
                     hint: "run `lifeboat verify` to list every damaged object")
             }
-            var length: UInt64 = 0
-            for i in 0..<8 { length |= UInt64(sealed[start + 8 + i]) << (8 * UInt64(i)) }
-            guard length <= 1 << 34 else { throw LifeboatError(.integrity, "object \(key) claims an impossible size") }
-            self.codec = codec
-            self.sealed = sealed
-            self.key = key
-            self.wireValue = sealed[start + 4]
-            self.length = Int(length)
-            prefix = Data(sealed[start..<(start + 8)])
-            at = start + ObjectCodec.headerSize
+            var n: UInt64 = 0
+            for i in 0..<8 { n |= UInt64(header[header.startIndex + 8 + i]) << (8 * UInt64(i)) }
+            guard n <= 1 << 34 else { throw LifeboatError(.integrity, "object \(key) claims an impossible size") }
+            wireValue = header[header.startIndex + 4]
+            length = Int(n)
+            prefix = Data(header.prefix(8))
+            at = ObjectCodec.headerSize
+        }
+
+        private func read(_ offset: Int, _ count: Int) throws -> Data {
+            switch source {
+            case .data(let d):
+                return Data(d[(d.startIndex + offset)..<(d.startIndex + offset + count)])
+            case .file(let fd, _, let path):
+                var out = Data(count: count)
+                let got = try out.withUnsafeMutableBytes { (buf: UnsafeMutableRawBufferPointer) -> Int in
+                    guard let base = buf.baseAddress else { return 0 }
+                    var done = 0
+                    while done < count {
+                        let r = pread(fd, base + done, count - done, off_t(offset + done))
+                        if r < 0 {
+                            if errno == EINTR { continue }
+                            throw FileIO.error("could not read", errno: errno, path: path)
+                        }
+                        if r == 0 { break }
+                        done += r
+                    }
+                    return done
+                }
+                guard got == count else {
+                    throw LifeboatError(.integrity, "object \(key) is shorter than it was a moment ago", hint: "run `lifeboat verify`")
+                }
+                return out
+            }
         }
 
         func next() throws -> Data? {
             guard !ended else { return nil }
-            guard at + 4 <= sealed.endIndex else {
+            guard at + 4 <= size else {
                 throw LifeboatError(.integrity, "object \(key) is truncated after \(index) frame(s)", hint: "run `lifeboat verify`")
             }
-            let n = Int(sealed[at]) | Int(sealed[at + 1]) << 8 | Int(sealed[at + 2]) << 16 | Int(sealed[at + 3]) << 24
-            guard n >= 28, at + 4 + n <= sealed.endIndex else {
+            let word = try read(at, 4)
+            let n = Int(word[0]) | Int(word[1]) << 8 | Int(word[2]) << 16 | Int(word[3]) << 24
+            guard n >= 28, at + 4 + n <= size else {
                 throw LifeboatError(.integrity, "object \(key) is truncated or damaged in frame \(index)", hint: "run `lifeboat verify`")
             }
-            let body = (at + 4)..<(at + 4 + n)
-            let last = body.upperBound == sealed.endIndex
+            let last = at + 4 + n == size
+            let frame = try read(at + 4, n)
             let plain: Data
             do {
-                let box = try AES.GCM.SealedBox(combined: sealed[body])
+                let box = try AES.GCM.SealedBox(combined: frame)
                 plain = try AES.GCM.open(box, using: codec.keys.dataKey,
                     authenticating: ObjectCodec.frameAAD(prefix: prefix, key: key, index: index, last: last, plaintextLength: last ? length : nil))
             } catch {
                 throw LifeboatError(.integrity, "object \(key) failed authentication in frame \(index): it was modified, truncated or damaged",
                     hint: "run `lifeboat verify` to list every damaged object; restore from another backup or repository copy")
             }
-            at = body.upperBound
+            at += 4 + n
             index += 1
             ended = last
             return plain

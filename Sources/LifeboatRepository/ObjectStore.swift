@@ -3,6 +3,7 @@
 /// (expire) and verification. It knows nothing about PostgreSQL processes or connections.
 import Foundation
 import LifeboatCore
+import LifeboatFileSystem
 
 /// What a listing or a lookup says about one stored object.
 public struct ObjectInfo: Sendable, Equatable {
@@ -78,9 +79,45 @@ public protocol ObjectStore: Sendable {
 
     /// Removes a bookkeeping object (a lock), which no protection covers. Idempotent.
     func deleteBookkeeping(_ key: String) async throws
+
+    /// A new, empty file on the store's own file system (never listed as an object) into which an
+    /// object of many MiB can be written as it is made, then stored by `putIfAbsent(_:spooledFile:)`
+    /// without being held in memory; nil for a store with no local file system (S3).
+    func makeSpoolFile(for key: String) throws -> StoreSpoolFile?
+
+    /// The file holding object `key`, for a store that keeps objects as files (read a part at a
+    /// time instead of whole); nil for any other store.
+    func localFile(_ key: String) -> String?
+
+    /// Stores a file made by `makeSpoolFile` under `key` unless an object exists there (as
+    /// `putIfAbsent` does); the file is gone afterwards either way.
+    func putIfAbsent(_ key: String, spooledFile: StoreSpoolFile, class: ObjectClass) async throws -> Bool
+}
+
+/// A file an object is written into before it is stored (see `ObjectStore.makeSpoolFile`); the
+/// writer closes `descriptor` before handing it back.
+public struct StoreSpoolFile: Sendable {
+    public let path: String
+    public let descriptor: Int32
+
+    public init(path: String, descriptor: Int32) {
+        self.path = path
+        self.descriptor = descriptor
+    }
 }
 
 extension ObjectStore {
+    public func makeSpoolFile(for key: String) throws -> StoreSpoolFile? { nil }
+    public func localFile(_ key: String) -> String? { nil }
+
+    /// Reads the file back and stores it as any object (a store without spool files of its own
+    /// never made one; a wrapper that forwards nothing still stores it correctly).
+    public func putIfAbsent(_ key: String, spooledFile: StoreSpoolFile, class objectClass: ObjectClass) async throws -> Bool {
+        defer { unlink(spooledFile.path) }
+        let data = try FileIO.read(spooledFile.path)
+        return try await putIfAbsent(key, data: data, class: objectClass)
+    }
+
     public func protectedUntil(_ key: String) async throws -> Date? { nil }
     public var locksObjects: Bool { false }
     public func extendProtection(_ key: String, until: Date, class: ObjectClass) async throws {}

@@ -4,6 +4,10 @@ import LifeboatCore
 import LifeboatFileSystem
 import Logging
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The clear-text `config` object: everything needed to open the repository with its key.
 public struct RepositoryConfig: Codable, Sendable, Equatable {
     /// Repository format version; a reader refuses a newer one.
@@ -392,8 +396,8 @@ public final class Repository: Sendable {
         let key = Self.manifestKey(manifest.backupID)
         // Compressed as it is written (always zstd: every reader has it), so the text is never whole.
         let compressor = try ZstdStreamCompressor(level: 3)
-        let sealed: Data
-        if let framer = manifestSealer(key: key, frameSize: frameSize) {
+        let sealed: ObjectCodec.SealedObject
+        if let framer = try manifestSealer(key: key, frameSize: frameSize) {
             try ManifestJSON.encode(manifest) { bytes in
                 try compressor.append(bytes)
                 try framer.append(compressor.takeOutput())
@@ -403,9 +407,9 @@ public final class Repository: Sendable {
         } else {
             try ManifestJSON.encode(manifest) { try compressor.append($0) }
             let body = try compressor.finish()
-            sealed = try codec.seal(body: body, wireValue: CompressionAlgorithm.zstd.wireValue, plaintextLength: compressor.inputBytes, key: key)
+            sealed = .data(try codec.seal(body: body, wireValue: CompressionAlgorithm.zstd.wireValue, plaintextLength: compressor.inputBytes, key: key))
         }
-        guard try await store.putIfAbsent(key, data: sealed) else {
+        guard try await storeSealed(sealed, key: key) else {
             throw LifeboatError(.repository, "a manifest for backup \(manifest.backupID) already exists")
         }
         return key
@@ -413,9 +417,19 @@ public final class Repository: Sendable {
 
     /// A sealer for a framed manifest (format 4 and later); nil for an older repository, whose
     /// manifests stay single-sealed objects its older readers open.
-    func manifestSealer(key: String, frameSize: Int = 1 << 20) -> ObjectCodec.FramedSealer? {
-        config.format >= 4
-            ? ObjectCodec.FramedSealer(codec: codec, key: key, wireValue: CompressionAlgorithm.zstd.wireValue, frameSize: frameSize) : nil
+    func manifestSealer(key: String, frameSize: Int = 1 << 20) throws -> ObjectCodec.FramedSealer? {
+        guard config.format >= 4 else { return nil }
+        // Into a spool file where the store has a file system (written as made, then linked in).
+        return try ObjectCodec.FramedSealer(codec: codec, key: key, wireValue: CompressionAlgorithm.zstd.wireValue, frameSize: frameSize,
+            spool: store.makeSpoolFile(for: key))
+    }
+
+    /// Stores a framed object made by a sealer, unless one exists under `key`.
+    func storeSealed(_ object: ObjectCodec.SealedObject, key: String) async throws -> Bool {
+        switch object {
+        case .data(let data): return try await store.putIfAbsent(key, data: data)
+        case .spooled(let file): return try await store.putIfAbsent(key, spooledFile: file, class: .recoveryData)
+        }
     }
 
     /// Whether this repository's manifests are framed objects.
@@ -424,15 +438,15 @@ public final class Repository: Sendable {
     /// Writes the file list a backup assembled while it ran (before its record).
     public func writeManifest(_ assembled: ManifestAssembler, externalFiles: [ExternalFile]) async throws -> String {
         let key = Self.manifestKey(assembled.backupID)
-        let sealed: Data
+        let sealed: ObjectCodec.SealedObject
         if assembled.sealsAsWritten {
-            // Sealed as the assembler compressed it: the manifest is held once, not twice.
+            // Sealed (and on a file store written) as the assembler compressed it: never held whole twice.
             sealed = try await assembled.finishSealed(externalFiles: externalFiles)
         } else {
             let (body, length) = try await assembled.finish(externalFiles: externalFiles)
-            sealed = try codec.seal(body: consume body, wireValue: CompressionAlgorithm.zstd.wireValue, plaintextLength: length, key: key)
+            sealed = .data(try codec.seal(body: consume body, wireValue: CompressionAlgorithm.zstd.wireValue, plaintextLength: length, key: key))
         }
-        guard try await store.putIfAbsent(key, data: sealed) else {
+        guard try await storeSealed(sealed, key: key) else {
             throw LifeboatError(.repository, "a manifest for backup \(assembled.backupID) already exists")
         }
         return key
@@ -493,22 +507,55 @@ public final class Repository: Sendable {
         // A caller handed every part keeps them in its own form: no table of shared ids.
         let interning = eachEntry == nil || eachPackedChunk == nil
         let key = record.manifestObject
+        // A framed manifest in a local file is read a frame at a time: never held whole.
+        if let path = store.localFile(key) {
+            let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else {
+                if errno == ENOENT { throw LifeboatError(.notFound, "object \(key) does not exist in \(store.location)") }
+                throw FileIO.error("could not read \(key)", errno: errno, path: path)
+            }
+            defer { close(fd) }
+            var st = stat()
+            var header = Data(count: ObjectCodec.headerSize)
+            let got = header.withUnsafeMutableBytes { pread(fd, $0.baseAddress, ObjectCodec.headerSize, 0) }
+            if fstat(fd, &st) == 0, got == ObjectCodec.headerSize, ObjectCodec.isFramed(header) {
+                let frames = try ObjectCodec.FrameOpener(codec: codec, source: .file(descriptor: fd, size: Int(st.st_size), path: path), key: key)
+                if let manifest = try readFramedManifest(frames, key: key, interning: interning, eachEntry: eachEntry, eachPackedChunk: eachPackedChunk) {
+                    return manifest
+                }
+            }
+        }
         let sealed = try await store.get(key)
         if ObjectCodec.isFramed(sealed) {
             // Decrypted a frame at a time as the parser asks for more: never held in plaintext.
             let frames = try ObjectCodec.FrameOpener(codec: codec, sealed: sealed, key: key)
-            if frames.wireValue == CompressionAlgorithm.zstd.wireValue {
-                do {
-                    let stream = try ZstdStreamDecompressor(originalSize: frames.length, object: key) { try frames.next() }
-                    var reader = ManifestJSONReader(interning: interning) { try stream.refill(&$0) }
-                    return try reader.manifest(eachEntry: eachEntry, eachPackedChunk: eachPackedChunk)
-                } catch let error as LifeboatError {
-                    throw error
-                } catch is ManifestJSONReader.ParseError {
-                    // The general decoder below reads it whole.
-                }
+            if let manifest = try readFramedManifest(frames, key: key, interning: interning, eachEntry: eachEntry, eachPackedChunk: eachPackedChunk) {
+                return manifest
             }
         }
+        return try readSealedManifest(sealed, key: key, interning: interning, eachEntry: eachEntry, eachPackedChunk: eachPackedChunk)
+    }
+
+    /// A framed zstd manifest parsed as its frames are decrypted; nil when the direct reader does
+    /// not follow it (the caller then reads it whole with the general decoder).
+    private func readFramedManifest(_ frames: ObjectCodec.FrameOpener, key: String, interning: Bool,
+        eachEntry: ((ManifestEntry) throws -> Void)?, eachPackedChunk: ((String, PackedChunk) throws -> Void)?) throws -> BackupManifest?
+    {
+        guard frames.wireValue == CompressionAlgorithm.zstd.wireValue else { return nil }
+        do {
+            let stream = try ZstdStreamDecompressor(originalSize: frames.length, object: key) { try frames.next() }
+            var reader = ManifestJSONReader(interning: interning) { try stream.refill(&$0) }
+            return try reader.manifest(eachEntry: eachEntry, eachPackedChunk: eachPackedChunk)
+        } catch let error as LifeboatError {
+            throw error
+        } catch is ManifestJSONReader.ParseError {
+            return nil
+        }
+    }
+
+    private func readSealedManifest(_ sealed: Data, key: String, interning: Bool,
+        eachEntry: ((ManifestEntry) throws -> Void)?, eachPackedChunk: ((String, PackedChunk) throws -> Void)?) throws -> BackupManifest
+    {
         let (wire, body, length) = try codec.openBody(sealed, key: key)
         guard let algorithm = CompressionAlgorithm(wireValue: wire) else {
             throw LifeboatError(.integrity, "object \(key) names an unknown compression (\(wire))")

@@ -26,6 +26,14 @@ public struct RetryingStore: ObjectStore {
         }
     }
 
+    public func makeSpoolFile(for key: String) throws -> StoreSpoolFile? { try base.makeSpoolFile(for: key) }
+    public func localFile(_ key: String) -> String? { base.localFile(key) }
+
+    /// Not retried: a local link either works or fails for good (and the file is gone after it).
+    public func putIfAbsent(_ key: String, spooledFile: StoreSpoolFile, class objectClass: ObjectClass) async throws -> Bool {
+        try await base.putIfAbsent(key, spooledFile: spooledFile, class: objectClass)
+    }
+
     public func putIfAbsent(_ key: String, data: Data, class objectClass: ObjectClass) async throws -> Bool {
         var first = true
         return try await retrying(key) {

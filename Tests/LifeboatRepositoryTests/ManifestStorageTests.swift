@@ -176,4 +176,38 @@ struct ManifestStorageTests {
         var buffer: [UInt8] = []
         #expect(throws: LifeboatError.self) { repeat { try trailing.refill(&buffer) } while !buffer.isEmpty }
     }
+    /// On a file store the framed manifest is written into a spool file beside its final name as it
+    /// is sealed, then linked into place: nothing is left behind whether it is stored or abandoned
+    /// (a failed backup), and a store without files of its own reads it from memory alike.
+    @Test func aManifestIsSpooledIntoTheFileStoreAndNothingIsLeftBehind() async throws {
+        let sandbox = try TestSandbox("manifest-spool")
+        defer { Task { await sandbox.remove() } }
+        let (repo, path) = try await newRepository(sandbox)
+        func spoolFiles() throws -> [String] {
+            ((try? FileManager.default.contentsOfDirectory(atPath: path + "/manifests")) ?? []).filter { $0.hasPrefix(".tmp-") }
+        }
+        do {
+            let sealer = try #require(try repo.manifestSealer(key: Repository.manifestKey("20261207-000002-abab"), frameSize: 64 << 10))
+            try sealer.append(Data(repeating: 7, count: 300 << 10))
+            #expect(try spoolFiles().count == 1, "frames go to the spool file as they are sealed")
+        }
+        #expect(try spoolFiles().isEmpty, "an abandoned manifest leaves no spool file")
+
+        let manifest = sample("20261207-000003-cdcd", files: 5_000)
+        let key = try await repo.writeManifest(manifest, frameSize: 64 << 10)
+        #expect(try spoolFiles().isEmpty)
+        #expect(try await repo.manifest(for: record(manifest.backupID, manifest: key)) == manifest)
+        let remote = try await Repository.open(store: FaultInjectingStore(FileStore(root: path), faults: []), key: .passphrase("pw-1"),
+            logger: TestSandbox.logger())
+        #expect(try await remote.manifest(for: record(manifest.backupID, manifest: key)) == manifest, "read from memory, frame by frame")
+        // The same manifest written through a store without spool files is the same object, bit for
+        // bit but for the random nonces: same size, same frames.
+        let again = sample("20261207-000004-efef", files: 5_000)
+        let viaMemory = try await remote.writeManifest(again, frameSize: 64 << 10)
+        #expect(try await repo.manifest(for: record(again.backupID, manifest: viaMemory)).entries == again.entries)
+        #expect(try await repo.store.get(viaMemory).count == (try await repo.store.get(key)).count)
+        // Written once only: a second manifest under the same key is refused, its spool file removed.
+        await #expect(throws: LifeboatError.self) { try await repo.writeManifest(manifest, frameSize: 64 << 10) }
+        #expect(try spoolFiles().isEmpty)
+    }
 }
