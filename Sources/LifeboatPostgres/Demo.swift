@@ -156,8 +156,8 @@ public struct Demo: Sendable {
             _ = try await session.query("DROP TABLE pgbench_accounts CASCADE")
             let at = Date()
             // Make the disaster's WAL reach the archive, as archive_timeout would.
-            let segment = try await session.value("SELECT pg_walfile_name(pg_current_wal_lsn())") ?? ""
-            _ = try await session.query("SELECT pg_switch_wal()")
+            // Named from the switch itself: the segment it completed holds the DROP's commit.
+            let segment = try await session.value("SELECT pg_walfile_name(pg_switch_wal())") ?? ""
             let deadline = Date().addingTimeInterval(60)
             while try await session.value("SELECT \(PostgresArchive.archivedCondition(segment))") != "true" {
                 guard Date() < deadline else { throw LifeboatError(.timeout, "WAL segment \(segment) was not archived") }

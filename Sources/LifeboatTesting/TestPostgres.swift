@@ -72,8 +72,11 @@ public struct TestPostgres: Sendable {
     /// Forces the current WAL segment out and waits until the archiver has pushed it and has nothing
     /// else pending.
     public func archiveCurrentWAL(timeout: TimeInterval = 30) async throws {
-        let segment = try await value("SELECT pg_walfile_name(pg_current_wal_lsn())") ?? ""
-        _ = try await query("SELECT pg_switch_wal()")
+        // The segment the switch completed, named from the switch itself: reading the current
+        // position first and switching after leaves a window in which the two name different
+        // segments (a restore to a time after the last commit then found it missing from the archive).
+        // With nothing written since the last switch, this names the segment before, also complete.
+        let segment = try await value("SELECT pg_walfile_name(pg_switch_wal())") ?? ""
         let deadline = Date().addingTimeInterval(timeout)
         // Not pg_stat_archiver.last_archived_wal: a .backup history file archived after a later
         // segment makes it go backwards. The segment's .done status is the truth.
