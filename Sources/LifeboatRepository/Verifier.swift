@@ -48,6 +48,8 @@ public struct Verifier: Sendable {
                     await packContents.add(pack, try await repo.verifyPack(key: info.key))
                 } else if let (id, base) = object?.chunk {
                     _ = try await repo.chunk(id: id, base: base)
+                } else if case .manifest? = object {
+                    try await repo.checkManifestObject(info.key)
                 } else if object == nil {
                     return VerifyReport.Problem(object: info.key, message: "object \(info.key) is not named like any object lifeboat writes")
                 } else {
@@ -71,28 +73,59 @@ public struct Verifier: Sendable {
             backups.append(record)
             guard !damaged.contains(record.manifestObject) else { continue }
             do {
-                let manifest = try await repo.manifest(for: record)
+                // The file list is streamed: its chunks kept as 32-byte keys with their entry's
+                // index, packed locations checked as they are read, never the whole list in memory.
+                var used = ContiguousArray<(key: ChunkKey, entry: Int32)>()
+                var malformed: (id: String, entry: Int)?
+                var packedIDs = Set<ChunkKey>()
+                var badPacked: [ChunkKey: String] = [:]
+                var entryCount = 0
+                let manifest = try await repo.manifest(for: record, eachEntry: { entry in
+                    for chunk in entry.chunks {
+                        if let key = ChunkKey(chunk) { used.append((key, Int32(truncatingIfNeeded: entryCount))) } else if malformed == nil { malformed = (chunk, entryCount) }
+                    }
+                    entryCount += 1
+                }, eachPackedChunk: { id, location in
+                    guard let key = ChunkKey(id) else { return }
+                    packedIDs.insert(key)
+                    let packKey = Repository.packKey(location.pack)
+                    if !chunkObjects.contains(packKey) {
+                        badPacked[key] = packKey
+                    } else if !damaged.contains(packKey), packed[location.pack]?[location.offset] != key {
+                        badPacked[key] = "chunk \(id) at byte \(location.offset) of pack \(location.pack)"
+                    }
+                })
                 var missing = 0
-                var firstMissing = ""
-                let paths = manifest.entries.map(\.path) + (manifest.externalFiles ?? []).map(\.originalPath)
-                for (list, path) in zip(manifest.allChunkIDs, paths) {
-                    for chunk in list {
-                        for key in Repository.chunkObjectKeys(chunk, in: manifest) where !chunkObjects.contains(key) {
-                            if missing == 0 { firstMissing = "\(key) (used by \(path))" }
-                            missing += 1
-                        }
-                        if let location = manifest.packedChunk(chunk), !damaged.contains(Repository.packKey(location.pack)),
-                            chunkObjects.contains(Repository.packKey(location.pack)),
-                            packed[location.pack]?[location.offset] != chunk
-                        {
-                            if missing == 0 { firstMissing = "chunk \(chunk) at byte \(location.offset) of pack \(location.pack) (used by \(path))" }
-                            missing += 1
-                        }
+                var firstMissing: (what: String, entry: Int)?
+                func note(_ what: String, _ entry: Int) {
+                    if firstMissing == nil { firstMissing = (what, entry) }
+                    missing += 1
+                }
+                if let malformed { note("chunk id '\(malformed.id)'", malformed.entry) }
+                let externals = manifest.externalFiles ?? []
+                let externalChunks = externals.enumerated().flatMap { i, x in x.entry.chunks.compactMap { ChunkKey($0) }.map { ($0, Int32(entryCount + i)) } }
+                for (key, entry) in used + externalChunks {
+                    if packedIDs.contains(key) {
+                        if let problem = badPacked[key] { note(problem, Int(entry)) }
+                        continue
+                    }
+                    let id = key.id
+                    for objectKey in Repository.chunkObjectKeys(id, in: manifest) where !chunkObjects.contains(objectKey) {
+                        note(objectKey, Int(entry))
                     }
                 }
-                if missing > 0 {
+                if missing > 0, let firstMissing {
+                    // Which file it is: read the list again up to that entry (only when something is missing).
+                    var path = firstMissing.entry >= entryCount ? externals[firstMissing.entry - entryCount].originalPath : "?"
+                    if firstMissing.entry < entryCount {
+                        var index = 0
+                        _ = try await repo.manifest(for: record, eachEntry: { entry in
+                            if index == firstMissing.entry { path = entry.path }
+                            index += 1
+                        }, eachPackedChunk: { _, _ in })
+                    }
                     problems.append(.init(object: Repository.backupKey(id),
-                        message: "backup \(id) references \(missing) missing chunk(s), first: \(firstMissing)"))
+                        message: "backup \(id) references \(missing) missing chunk(s), first: \(firstMissing.what) (used by \(path))"))
                 }
             } catch let error as LifeboatError {
                 problems.append(.init(object: record.manifestObject, message: error.message))
@@ -243,11 +276,11 @@ public func forEachBoundedInOrder<T: Sendable, R: Sendable>(next: () throws -> T
 
 /// What verify found in each pack: chunk id by offset.
 actor PackContents {
-    private(set) var records: [String: [Int: String]] = [:]
+    private(set) var records: [String: [Int: ChunkKey]] = [:]
 
     func add(_ pack: String, _ found: [PackFormat.Record]) {
-        var byOffset: [Int: String] = [:]
-        for record in found { byOffset[record.offset] = record.chunkID }
+        var byOffset: [Int: ChunkKey] = [:]
+        for record in found { if let key = ChunkKey(record.chunkID) { byOffset[record.offset] = key } }
         records[pack] = byOffset
     }
 }

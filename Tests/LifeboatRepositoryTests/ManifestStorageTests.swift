@@ -210,4 +210,58 @@ struct ManifestStorageTests {
         await #expect(throws: LifeboatError.self) { try await repo.writeManifest(manifest, frameSize: 64 << 10) }
         #expect(try spoolFiles().isEmpty)
     }
+    /// verify reads each file list as a stream (chunks as keys, packed locations checked as they go)
+    /// and still finds every missing or misplaced chunk, naming the first and the file using it.
+    @Test func verifyFindsEveryMissingChunkOfAStreamedFileList() async throws {
+        let sandbox = try TestSandbox("verify-stream")
+        defer { Task { await sandbox.remove() } }
+        let (repo, path) = try await newRepository(sandbox)
+        let modified = Date(timeIntervalSince1970: 1_764_000_000)
+        var entries = [ManifestEntry(path: "base", type: .directory, mode: 0o700, size: 0, modified: modified, chunks: [])]
+        let packs = PackWriter(repository: repo)
+        var packed: [String: PackedChunk] = [:]
+        for i in 0..<50 {
+            let data = Data("small file \(i)".utf8)
+            let id = repo.chunkID(for: data)
+            packed[id] = try await packs.add(id: id, sealed: try repo.sealChunk(id: id, data: data))
+            entries.append(ManifestEntry(path: "base/1/\(i)", type: .file, mode: 0o600, size: UInt64(data.count), modified: modified, chunks: [id]))
+        }
+        try await packs.finish()
+        let big = Data((0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+        let bigID = repo.chunkID(for: big)
+        _ = try await repo.putChunk(id: bigID, data: big)
+        entries.append(ManifestEntry(path: "base/1/big", type: .file, mode: 0o600, size: UInt64(big.count), modified: modified, chunks: [bigID]))
+        let manifest = BackupManifest(backupID: "20261207-000005-abcd", chunkSize: 1 << 20, entries: entries, packedChunks: packed)
+        let key = try await repo.writeManifest(manifest, frameSize: 4096)
+        try await repo.commitBackup(record(manifest.backupID, manifest: key))
+        func references() async throws -> [String] {
+            try await Verifier(repository: repo).run().problems.filter { $0.message.contains("references") }.map(\.message)
+        }
+        #expect(try await references() == [])
+
+        // The whole chunk gone: named, with the file using it.
+        let bigFile = path + "/" + Repository.chunkKey(bigID)
+        try FileManager.default.moveItem(atPath: bigFile, toPath: bigFile + ".away")
+        let missingBig = try await references()
+        #expect(missingBig.count == 1 && missingBig[0].contains("1 missing chunk(s)") && missingBig[0].contains("used by base/1/big"), "\(missingBig)")
+        try FileManager.default.moveItem(atPath: bigFile + ".away", toPath: bigFile)
+
+        // The pack gone: each of its 50 chunks missing, the first named with its file.
+        let location = try #require(packed.values.first)
+        let packFile = path + "/" + Repository.packKey(location.pack)
+        try FileManager.default.moveItem(atPath: packFile, toPath: packFile + ".away")
+        let missingPack = try await references()
+        #expect(missingPack.count == 1 && missingPack[0].contains("50 missing chunk(s)") && missingPack[0].contains("used by base/1/0"), "\(missingPack)")
+        try FileManager.default.moveItem(atPath: packFile + ".away", toPath: packFile)
+        #expect(try await references() == [])
+
+        // A file list whose packed location points at another chunk of the pack.
+        var moved = packed
+        let (firstID, firstLocation) = try #require(packed.first { $0.value.offset > PackFormat.recordHeader + 4 })
+        moved[firstID] = PackedChunk(pack: firstLocation.pack, offset: PackFormat.magic.count + PackFormat.recordHeader, length: firstLocation.length)
+        let wrong = BackupManifest(backupID: "20261207-000006-abcd", chunkSize: 1 << 20, entries: entries, packedChunks: moved)
+        try await repo.commitBackup(record(wrong.backupID, manifest: try await repo.writeManifest(wrong)))
+        let misplaced = try await references()
+        #expect(misplaced.count == 1 && misplaced[0].contains("chunk \(firstID) at byte"), "\(misplaced)")
+    }
 }
