@@ -22,6 +22,8 @@ public struct ExpireReport: Codable, Sendable {
     public var protectedObjects: Int
     /// When the first of them becomes deletable (a later expire removes it).
     public var nextDeletableAt: Date?
+    /// Files that writes killed half way left (a local repository's `.tmp-` files over an hour old).
+    public var partialWritesRemoved: Int = 0
 }
 
 /// Applies the retention policy: removes expired backups, then chunks no remaining backup uses,
@@ -92,6 +94,12 @@ public struct Expirer: Sendable {
             }
             for key in orphans { try await repo.store.delete(key) }
         }
+        // A backup or copy killed half way (kill -9, a crash) leaves its partial files: with the
+        // exclusive lock held none is running, and a WAL push's takes seconds.
+        let partials = dryRun ? (files: 0, bytes: 0) : try await repo.store.removeAbandonedPartials(olderThan: now.addingTimeInterval(-3600))
+        if partials.files > 0 {
+            repo.logger.info("partial writes removed", metadata: ["lifeboat.files": "\(partials.files)", "lifeboat.bytes": "\(partials.bytes)"])
+        }
 
         var chunksRemoved = 0
         var chunkBytes = 0
@@ -119,6 +127,6 @@ public struct Expirer: Sendable {
         }
         return ExpireReport(dryRun: dryRun, backups: decisions, chunksRemoved: chunksRemoved, chunkBytesRemoved: chunkBytes,
             walFilesRemoved: walRemoved, walBytesRemoved: walBytes, orphanManifestsRemoved: dryRun ? 0 : orphans.count,
-            protectedObjects: protectedCount, nextDeletableAt: nextDeletable)
+            protectedObjects: protectedCount, nextDeletableAt: nextDeletable, partialWritesRemoved: partials.files)
     }
 }

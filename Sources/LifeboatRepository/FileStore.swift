@@ -48,6 +48,34 @@ public struct FileStore: ObjectStore {
 
     public func localFile(_ key: String) -> String? { path(key) }
 
+    public func removeAbandonedPartials(olderThan: Date) async throws -> (files: Int, bytes: Int) {
+        var files = 0
+        var bytes = 0
+        func sweep(_ dirPath: String) {
+            guard let dir = opendir(dirPath) else { return }
+            defer { closedir(dir) }
+            while let entry = readdir(dir) {
+                let name = withUnsafePointer(to: entry.pointee.d_name) {
+                    $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+                }
+                if name == "." || name == ".." { continue }
+                let full = dirPath + "/" + name
+                var st = stat()
+                guard lstat(full, &st) == 0 else { continue }
+                if (st.st_mode & S_IFMT) == S_IFDIR {
+                    sweep(full)
+                } else if (st.st_mode & S_IFMT) == S_IFREG, name.hasPrefix(".tmp-"),
+                    TimeInterval(st.st_mtim.tv_sec) < olderThan.timeIntervalSince1970, unlink(full) == 0
+                {
+                    files += 1
+                    bytes += Int(st.st_size)
+                }
+            }
+        }
+        sweep(root)
+        return (files, bytes)
+    }
+
     /// A `.tmp-` file in the object's own directory (listings skip those), so storing it is a link.
     public func makeSpoolFile(for key: String) throws -> StoreSpoolFile? {
         let dir = (path(key) as NSString).deletingLastPathComponent

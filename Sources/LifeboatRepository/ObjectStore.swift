@@ -85,6 +85,12 @@ public protocol ObjectStore: Sendable {
     /// without being held in memory; nil for a store with no local file system (S3).
     func makeSpoolFile(for key: String) throws -> StoreSpoolFile?
 
+    /// Removes what writes killed half way left behind (a file store's `.tmp-` files, never listed
+    /// as objects) last modified before `olderThan`; returns how many files and bytes. Called by
+    /// `expire` under the exclusive lock, so no backup is writing; WAL pushes run unlocked, hence
+    /// the age.
+    func removeAbandonedPartials(olderThan: Date) async throws -> (files: Int, bytes: Int)
+
     /// The file holding object `key`, for a store that keeps objects as files (read a part at a
     /// time instead of whole); nil for any other store.
     func localFile(_ key: String) -> String?
@@ -109,6 +115,7 @@ public struct StoreSpoolFile: Sendable {
 extension ObjectStore {
     public func makeSpoolFile(for key: String) throws -> StoreSpoolFile? { nil }
     public func localFile(_ key: String) -> String? { nil }
+    public func removeAbandonedPartials(olderThan: Date) async throws -> (files: Int, bytes: Int) { (0, 0) }
 
     /// Reads the file back and stores it as any object (a store without spool files of its own
     /// never made one; a wrapper that forwards nothing still stores it correctly).

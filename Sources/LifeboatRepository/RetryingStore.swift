@@ -28,6 +28,9 @@ public struct RetryingStore: ObjectStore {
 
     public func makeSpoolFile(for key: String) throws -> StoreSpoolFile? { try base.makeSpoolFile(for: key) }
     public func localFile(_ key: String) -> String? { base.localFile(key) }
+    public func removeAbandonedPartials(olderThan: Date) async throws -> (files: Int, bytes: Int) {
+        try await base.removeAbandonedPartials(olderThan: olderThan)
+    }
 
     /// Not retried: a local link either works or fails for good (and the file is gone after it).
     public func putIfAbsent(_ key: String, spooledFile: StoreSpoolFile, class objectClass: ObjectClass) async throws -> Bool {

@@ -264,4 +264,32 @@ struct ManifestStorageTests {
         let misplaced = try await references()
         #expect(misplaced.count == 1 && misplaced[0].contains("chunk \(firstID) at byte"), "\(misplaced)")
     }
+    /// What a backup killed half way leaves on a file store (a spool file, a temporary object) is
+    /// never listed, and `expire` removes it once it is an hour old; a fresh one may be a WAL push
+    /// in flight and stays.
+    @Test func expireRemovesPartialWritesKilledHalfWay() async throws {
+        let sandbox = try TestSandbox("partials")
+        defer { Task { await sandbox.remove() } }
+        let (repo, path) = try await newRepository(sandbox)
+        var made: [String] = []
+        for key in ["manifests/20261207-000007-aaaa", "chunks/ab/abcd", "wal/0000000100000000/000000010000000000000001"] {
+            let spool = try #require(try repo.store.makeSpoolFile(for: key))
+            let written = Data(repeating: 1, count: 1000).withUnsafeBytes { write(spool.descriptor, $0.baseAddress, $0.count) }
+            #expect(written == 1000)
+            close(spool.descriptor)
+            made.append(spool.path)
+        }
+        // The first two as a kill two hours ago left them; the last one is a write of a moment ago.
+        for file in made.prefix(2) {
+            var times = [timespec(tv_sec: time(nil) - 7200, tv_nsec: 0), timespec(tv_sec: time(nil) - 7200, tv_nsec: 0)]
+            #expect(utimensat(AT_FDCWD, file, &times, 0) == 0)
+        }
+        #expect(try await repo.store.list(prefix: "").filter { $0.key.contains(".tmp-") }.isEmpty, "never listed as objects")
+        let dry = try await Expirer(repository: repo, policy: .seedDefault).run(dryRun: true)
+        #expect(dry.partialWritesRemoved == 0 && made.allSatisfy { FileManager.default.fileExists(atPath: $0) })
+        let report = try await Expirer(repository: repo, policy: .seedDefault).run(dryRun: false)
+        #expect(report.partialWritesRemoved == 2)
+        #expect(made.map { FileManager.default.fileExists(atPath: $0) } == [false, false, true])
+        _ = path
+    }
 }
