@@ -34,5 +34,8 @@ struct ExpireCommand: AsyncParsableCommand {
             print("\(report.protectedObjects) object(s) are locked and were left alone; the first becomes deletable at \(report.nextDeletableAt.map(Timestamp.format) ?? "?")")
         }
         print("\(verb) \(report.chunksRemoved) chunks (\(Output.bytes(UInt64(report.chunkBytesRemoved)))), \(report.walFilesRemoved) WAL files (\(Output.bytes(UInt64(report.walBytesRemoved))))")
+        if report.partialWritesRemoved > 0 {
+            print("removed \(report.partialWritesRemoved) partial file(s) of writes killed half way")
+        }
     }
 }
